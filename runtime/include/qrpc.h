@@ -1,0 +1,175 @@
+/*
+ * qrpc.h - the qrpc runtime's public interface: nodes, services, clients
+ * and calls.  Generated code (see qrpcgen(1)) is written against it, and
+ * programs may use it directly.  The reference is qrpc(3).
+ *
+ * A node (qrpc_node) is one RpcService: it serves the services registered
+ * on it and owns the connections to other nodes.  A client (qrpc_client)
+ * names one service (package.Service, version) at one destination; calls on
+ * it are made by the generated stubs through qrpc_call() and
+ * qrpc_call_async().  A destination is "local" (a service served by the
+ * same node: the call goes to the handler without any socket) or, with
+ * the network transports, an address.
+ *
+ * Threading: every function here is safe to call from any thread, except
+ * that a node or client must not be destroyed while calls on it are still
+ * being made.  Errors are the negative QRPC_E* codes of qrpc_errors.h.
+ */
+#ifndef QRPC_H
+#define QRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qrpc_errors.h"
+#include "qrpc_wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QRPC_VERSION_STRING "0.1.0"
+
+typedef struct qrpc_node qrpc_node;
+typedef struct qrpc_client qrpc_client;
+typedef struct qrpc_ctx qrpc_ctx;
+
+/* ---- service descriptions (emitted by qrpcgen) --------------------------- */
+
+#define QRPC_METHOD_IDEMPOTENT 0x1u     /* safe to run more than once */
+#define QRPC_METHOD_ONEWAY     0x2u     /* no reply */
+
+typedef struct qrpc_method_desc {
+    uint32_t id;
+    const char *name;                   /* "deposit" */
+    uint32_t flags;                     /* QRPC_METHOD_* */
+} qrpc_method_desc;
+
+typedef struct qrpc_service_desc {
+    const char *name;                   /* "bank.Bank" */
+    uint32_t version;
+    const qrpc_method_desc *methods;
+    size_t n_methods;
+} qrpc_service_desc;
+
+/*
+ * The server half of one method, emitted into NAME_server.c: decode the
+ * arguments from args, call the handler found in handlers, and on success
+ * (the handler returned 0) encode the results into results.  Returns the
+ * handler's status (0, or a positive application error), or a negative
+ * QRPC_E* code (QRPC_EDECODE for arguments that do not decode, in which
+ * case the handler did not run).
+ */
+typedef int (*qrpc_dispatch_fn)(qrpc_ctx *ctx, const void *handlers,
+                                qrpc_reader *args, qrpc_buf *results);
+
+/* ---- nodes --------------------------------------------------------------- */
+
+typedef struct qrpc_node_config {
+    const char *listen;                 /* address to serve on; NULL: local only */
+    unsigned workers;                   /* handler threads (0: 2) */
+    uint32_t max_message;               /* largest message in bytes (0: 64 MiB) */
+    uint32_t max_inflight;              /* calls in flight per connection (0: 1024) */
+    uint32_t timeout_ms;                /* default call deadline (0: 30000) */
+    unsigned max_depth;                 /* nesting of recursive types (0: 64) */
+} qrpc_node_config;
+
+/* Fills cfg with the defaults above. */
+void qrpc_node_config_init(qrpc_node_config *cfg);
+
+/*
+ * Creates a node.  cfg may be NULL for the defaults; it is copied.
+ * Errors: QRPC_EINVAL (a bad config value), QRPC_ENOMEM, QRPC_EADDR.
+ */
+int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out);
+
+/*
+ * Stops the node: calls still waiting fail with QRPC_ECLOSED, services are
+ * withdrawn, every thread is joined and everything is freed.  Clients of
+ * the node must be destroyed first.  NULL is ignored.
+ */
+void qrpc_node_destroy(qrpc_node *n);
+
+/* ---- serving ------------------------------------------------------------- */
+
+/*
+ * Serves a service on node n.  desc and dispatch (one function per entry of
+ * desc->methods, in the same order) must outlive the registration; they are
+ * static tables in generated code.  handlers is the generated handler table,
+ * passed to the dispatch functions; state is returned by qrpc_ctx_state().
+ * Errors: QRPC_EEXIST when the node already serves desc->name at that
+ * version, QRPC_EINVAL for a desc with duplicate method ids, QRPC_ENOMEM.
+ */
+int qrpc_serve(qrpc_node *n, const qrpc_service_desc *desc,
+               const qrpc_dispatch_fn *dispatch, const void *handlers,
+               void *state);
+
+/* Stops serving name@version; QRPC_ENOSERVICE if it was not served. */
+int qrpc_unserve(qrpc_node *n, const char *name, uint32_t version);
+
+/* What a handler may learn of the call it is running. */
+void *qrpc_ctx_state(const qrpc_ctx *ctx);
+uint64_t qrpc_ctx_client_id(const qrpc_ctx *ctx);
+uint32_t qrpc_ctx_method(const qrpc_ctx *ctx);
+
+/* ---- clients and calls ----------------------------------------------------- */
+
+/*
+ * Creates a client of service desc at target, using node n's connections.
+ * target is "local" (or NULL): the service served by n itself.  The service
+ * need not be served yet; a call finds out (QRPC_ENOSERVICE).
+ * Errors: QRPC_EINVAL, QRPC_EADDR (target not understood), QRPC_ENOMEM.
+ */
+int qrpc_client_create(qrpc_node *n, const char *target,
+                       const qrpc_service_desc *desc, qrpc_client **out);
+
+/* Frees a client with no call in flight.  NULL is ignored. */
+void qrpc_client_destroy(qrpc_client *c);
+
+/* The deadline of each later call, in ms from its start (0: node default). */
+void qrpc_client_set_timeout(qrpc_client *c, uint32_t timeout_ms);
+
+/* This client's id, unique to the process incarnation. */
+uint64_t qrpc_client_id(const qrpc_client *c);
+
+/*
+ * Calls method on c's service and waits for the reply.
+ * args holds the encoded arguments and is taken in every case (left empty).
+ * On 0, *reply holds the encoded results; the caller decodes them and frees
+ * the buffer with qrpc_buf_free().  A positive return is the handler's
+ * application error (*reply is empty); a negative one a QRPC_E* code.
+ * reply may be NULL for a oneway method, which returns once the request is
+ * handed over.
+ */
+int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply);
+
+/*
+ * Completion of an asynchronous call: status as qrpc_call() returns it;
+ * results is a reader over the encoded results when status is 0, NULL
+ * otherwise, valid until the function returns.  fn and arg are the values
+ * given to qrpc_call_async(): generated code passes the user's typed
+ * callback as fn and calls it after decoding.
+ */
+typedef void (*qrpc_done_fn)(int status, qrpc_reader *results,
+                             void (*fn)(void), void *arg);
+
+/*
+ * Starts a call and returns without waiting.  args is taken in every case.
+ * Returns 0 when the call was started: done then runs exactly once, on a
+ * runtime thread or, for a local service, on this thread before
+ * qrpc_call_async() returns.  A negative return means the call was not
+ * started and done will not run.
+ */
+int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
+                    qrpc_done_fn done, void (*fn)(void), void *arg);
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* qrpc_strerror() and qrpc_err_name() are declared in qrpc_errors.h. */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

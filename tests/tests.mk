@@ -1,0 +1,60 @@
+# tests/tests.mk - the test suite, included by the top-level Makefile.
+#
+# tests/idl/*.qidl are compiled by the qrpcgen just built into
+# $(BUILD)/tests/gen/ (with the strict flags generated code promises) and
+# archived into libgen.a; every tests/unit/test_*.c becomes one Check
+# binary linked against it and libqrpc.a.  `make check` runs them all, each
+# under a time limit, and fails if any fails.
+
+TEST_IDL     := $(wildcard tests/idl/*.qidl)
+TEST_GENDIR  := $(BUILD)/tests/gen
+TEST_GEN_C   := $(foreach f,$(TEST_IDL:tests/idl/%.qidl=%),\
+                  $(TEST_GENDIR)/$(f)_types.c $(TEST_GENDIR)/$(f)_client.c \
+                  $(TEST_GENDIR)/$(f)_server.c $(TEST_GENDIR)/$(f)_random.c)
+TEST_GEN_OBJ := $(TEST_GEN_C:%.c=%.o)
+TEST_LIBGEN  := $(BUILD)/tests/libgen.a
+TEST_SRC     := $(wildcard tests/unit/test_*.c)
+TEST_BIN     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_TIMEOUT ?= 600
+
+# Generated code must compile cleanly under exactly these flags.
+GENERATED_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
+
+# One stamp per .qidl: qrpcgen writes all outputs at once, plus the
+# dependency file (-M) that makes imports rebuild what includes them.
+$(TEST_GENDIR)/%.stamp: tests/idl/%.qidl $(QRPCGEN)
+	@mkdir -p $(TEST_GENDIR)
+	$(QRPCGEN) -I tests/idl -o $(TEST_GENDIR) -M $(TEST_GENDIR)/$*.qd $<
+	$(QRPCGEN) -I tests/idl -o $(TEST_GENDIR) --random $<
+	@touch $@
+
+$(TEST_GENDIR)/%_types.c $(TEST_GENDIR)/%_client.c $(TEST_GENDIR)/%_server.c \
+$(TEST_GENDIR)/%_random.c $(TEST_GENDIR)/%.h: $(TEST_GENDIR)/%.stamp ;
+
+$(TEST_GENDIR)/%.o: $(TEST_GENDIR)/%.c $(TEST_IDL:tests/idl/%.qidl=$(TEST_GENDIR)/%.stamp)
+	$(CC) $(GENERATED_STRICT) $(OPT) $(SANFLAGS) -Iruntime/include -I$(TEST_GENDIR) -c -o $@ $<
+
+$(TEST_LIBGEN): $(TEST_GEN_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/obj/tests/%.o: tests/unit/%.c $(TEST_IDL:tests/idl/%.qidl=$(TEST_GENDIR)/%.stamp)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $(CHECK_CFLAGS) $(RUNTIME_INC) -I$(TEST_GENDIR) -Itests/unit -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBGEN) $(LIBQRPC_A)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_LIBGEN) $(LIBQRPC_A) $(CHECK_LIBS) $(RUNTIME_LIBS)
+
+TEST_ENV = QRPCGEN=$(abspath $(QRPCGEN)) QRPC_SRCDIR=$(CURDIR) \
+           QRPC_BUILDDIR=$(abspath $(BUILD)) QRPC_CC=$(CC) \
+           QRPC_SANFLAGS='$(SANFLAGS)' CK_DEFAULT_TIMEOUT=120
+
+check: all $(TEST_BIN)
+	@fail=0; for t in $(TEST_BIN); do \
+	    echo "== $$t"; \
+	    env $(TEST_ENV) timeout $(TEST_TIMEOUT) $$t || { echo "FAILED: $$t"; fail=1; }; \
+	done; \
+	if [ $$fail = 0 ]; then echo "make check: all test programs passed"; \
+	else echo "make check: some test programs FAILED"; exit 1; fi
+
+-include $(wildcard $(TEST_GENDIR)/*.qd)
