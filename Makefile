@@ -108,6 +108,7 @@ $(LIBQRPC_A): $(RUNTIME_OBJ)
 $(LIBQRPC_SO): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libqrpc.so.0 -o $@ $^ $(RUNTIME_LIBS)
+	ln -sf libqrpc.so $(BUILD)/lib/libqrpc.so.0
 
 # ---- tests, examples, bench, fuzz ------------------------------------------
 

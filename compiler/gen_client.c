@@ -52,18 +52,21 @@ static void cl_put_args(gen_ctx *g, const qg_decl *svc, const qg_method *m)
     gen_fn fn;
 
     memset(&fn, 0, sizeof fn);
-    qg_sb_printf(g->sb, "\nstatic int %s_put_args(qrpc_buf *b", mn);
+    /* "args" is a reserved parameter name, so it cannot clash with one */
+    qg_sb_printf(g->sb, "\nstatic int %s_put_args(qrpc_buf *args", mn);
     for (pa = m->params; pa != NULL; pa = pa->next)
         if (pa->dir != QG_OUT)
             qg_sb_printf(g->sb, ", %s", gen_in_param_decl(g, pa));
     qg_sb_puts(g->sb, ")\n{\n");
     if (cl_has_args(m))
         qg_sb_puts(g->sb, "    int rc;\n\n");
+    g->buf = "args";
     for (pa = m->params; pa != NULL; pa = pa->next)
         if (pa->dir != QG_OUT)
             gen_emit_encode(g, &fn, pa->f.type, 0, cl_arg_lvalue(g, pa), "    ");
+    g->buf = "b";
     if (!cl_has_args(m))
-        qg_sb_puts(g->sb, "    (void)b;\n");
+        qg_sb_puts(g->sb, "    (void)args;\n");
     qg_sb_puts(g->sb, "    return 0;\n}\n");
 }
 

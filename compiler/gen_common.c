@@ -101,9 +101,71 @@ void qg_gen_client(gen_ctx *g);
 void qg_gen_server(gen_ctx *g);
 void qg_gen_random(gen_ctx *g);
 
+/*
+ * Breaks lines longer than GEN_WIDTH after a comma, continuing under the
+ * first '(' of the line (or 8 columns in when that is too far right), as
+ * a person would wrap a long prototype or call.  Lines holding a string
+ * literal are left alone: a comma there is not a break point.
+ */
+#define GEN_WIDTH 90
+
+static void gen_wrap_line(qg_strbuf *out, const char *line, size_t len)
+{
+    const char *open = memchr(line, '(', len);
+    size_t lead = 0, indent, col, start = 0, i, last_break = 0;
+
+    while (lead < len && line[lead] == ' ')
+        lead++;
+    if (len <= GEN_WIDTH || open == NULL || memchr(line, '"', len) != NULL) {
+        qg_sb_printf(out, "%.*s\n", (int)len, line);
+        return;
+    }
+    indent = (size_t)(open - line) + 1;
+    if (indent > 48)
+        indent = lead + 8;
+    col = 0;
+    for (i = 0; i < len; i++, col++) {
+        if (line[i] == ',' && i + 1 < len && line[i + 1] == ' ')
+            last_break = i + 1;
+        if (col >= GEN_WIDTH && last_break > start) {
+            qg_sb_printf(out, "%.*s\n%*s", (int)(last_break - start), line + start,
+                         (int)indent, "");
+            start = last_break + 1;     /* skip the space after the comma */
+            col = indent + (i - start);
+            last_break = start;
+        }
+    }
+    qg_sb_printf(out, "%.*s\n", (int)(len - start), line + start);
+}
+
+static void gen_wrap(qg_strbuf *sb, size_t from)
+{
+    qg_strbuf out;
+    const char *p, *end, *nl;
+
+    if (sb->data == NULL)
+        return;
+    qg_sb_init(&out);
+    qg_sb_printf(&out, "%.*s", (int)from, sb->data);
+    p = sb->data + from;
+    end = sb->data + sb->len;
+    while (p < end) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            nl = end;
+        gen_wrap_line(&out, p, (size_t)(nl - p));
+        p = nl + 1;
+    }
+    if (sb->len > from && sb->data[sb->len - 1] != '\n')
+        out.len--;              /* the input had no final newline */
+    qg_sb_free(sb);
+    *sb = out;
+}
+
 void qg_generate(qg_program *p, qg_file *f, qg_output o, const char *base,
                  qg_strbuf *sb)
 {
+    size_t from = sb->len;
     gen_ctx g;
 
     gen_init(&g, p, f, base, sb);
@@ -115,6 +177,7 @@ void qg_generate(qg_program *p, qg_file *f, qg_output o, const char *base,
     case QG_OUT_RANDOM: qg_gen_random(&g); break;
     case QG_OUT_COUNT: break;
     }
+    gen_wrap(sb, from);
     free(g.lists.items);
     free(g.opts.items);
 }
@@ -162,6 +225,7 @@ void gen_init(gen_ctx *g, qg_program *p, qg_file *f, const char *base, qg_strbuf
     g->pkg = f->package;
     g->sb = sb;
     g->fail_label = "fail";
+    g->buf = "b";
     for (d = f->decls; d != NULL; d = d->next) {
         const qg_field *fd;
         const qg_arm *arm;
@@ -388,6 +452,17 @@ const char *gen_bound(gen_ctx *g, const qg_type *t)
     return qg_printf(g->p, "UINT64_C(%llu)", (unsigned long long)t->bound_val);
 }
 
+/* "(*x)" as a plain argument: "*x". */
+static const char *gen_plain(gen_ctx *g, const char *lv)
+{
+    size_t n = strlen(lv);
+
+    if (n > 3 && lv[0] == '(' && lv[1] == '*' && lv[n - 1] == ')' &&
+        strpbrk(lv + 2, "()[]-.") == lv + n - 1)
+        return qg_strndup(g->p, lv + 1, n - 2);
+    return lv;
+}
+
 const char *gen_addr(gen_ctx *g, const char *lv)
 {
     size_t n = strlen(lv);
@@ -398,6 +473,18 @@ const char *gen_addr(gen_ctx *g, const char *lv)
     if (lv[0] == '*' && strpbrk(lv + 1, "()[]-.*") == NULL)
         return lv + 1;
     return qg_printf(g->p, "&%s", lv);
+}
+
+/*
+ * A pointer to an array typedef does not convert to its const-qualified
+ * form implicitly in ISO C before C23; this casts where one is passed to a
+ * const parameter.  ptr is the pointer expression, t the pointed-to type.
+ */
+static const char *gen_const_ptr(gen_ctx *g, const qg_type *t, const char *ptr)
+{
+    if (gen_is_array_typedef(t))
+        return qg_printf(g->p, "(const %s *)%s", gen_ctype(g, t), ptr);
+    return ptr;
 }
 
 static const char *gen_scalar_op(qg_type_kind k)
@@ -447,23 +534,26 @@ static void gen_encode_one(gen_ctx *g, const qg_type *t, const char *lv, const c
 
     switch (t->kind) {
     case QG_T_STRING:
-        e = qg_printf(g->p, "qrpc_put_string(b, %s, %s)", lv, gen_bound(g, t));
+        e = qg_printf(g->p, "qrpc_put_string(%s, %s, %s)", g->buf, lv, gen_bound(g, t));
         break;
     case QG_T_BYTES:
-        e = qg_printf(g->p, "qrpc_put_bytes(b, %s, %s)", gen_addr(g, lv), gen_bound(g, t));
+        e = qg_printf(g->p, "qrpc_put_bytes(%s, %s, %s)", g->buf, gen_addr(g, lv),
+                      gen_bound(g, t));
         break;
     case QG_T_LIST:
-        e = qg_printf(g->p, "%s(b, %s, %s)", gen_fn_name(g, t, "encode"),
+        e = qg_printf(g->p, "%s(%s, %s, %s)", gen_fn_name(g, t, "encode"), g->buf,
                       gen_addr(g, lv), gen_bound(g, t));
         break;
     case QG_T_OPTIONAL:
-        e = qg_printf(g->p, "%s(b, %s)", gen_fn_name(g, t, "encode"), lv);
+        e = qg_printf(g->p, "%s(%s, %s)", gen_fn_name(g, t, "encode"), g->buf,
+                      gen_const_ptr(g, t->elem, lv));
         break;
     case QG_T_NAMED:
-        e = qg_printf(g->p, "%s(b, %s)", gen_fn_name(g, t, "encode"), gen_addr(g, lv));
+        e = qg_printf(g->p, "%s(%s, %s)", gen_fn_name(g, t, "encode"), g->buf,
+                      gen_const_ptr(g, t, gen_addr(g, lv)));
         break;
     default:
-        e = qg_printf(g->p, "qrpc_put_%s(b, %s)", gen_scalar_op(t->kind), lv);
+        e = qg_printf(g->p, "qrpc_put_%s(%s, %s)", gen_scalar_op(t->kind), g->buf, lv);
         break;
     }
     gen_check(g, ind, e, "return rc;");
@@ -477,7 +567,7 @@ void gen_emit_encode(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
         return;
     }
     if (gen_is_byte(t)) {
-        gen_check(g, ind, qg_printf(g->p, "qrpc_put_raw(b, %s, %llu)", lv,
+        gen_check(g, ind, qg_printf(g->p, "qrpc_put_raw(%s, %s, %llu)", g->buf, lv,
                                     (unsigned long long)array), "return rc;");
         return;
     }
@@ -533,7 +623,7 @@ static void gen_free_one(gen_ctx *g, const qg_type *t, const char *lv, const cha
 {
     switch (t->kind) {
     case QG_T_STRING:
-        qg_sb_printf(g->sb, "%sfree(%s);\n", ind, lv);
+        qg_sb_printf(g->sb, "%sfree(%s);\n", ind, gen_plain(g, lv));
         break;
     case QG_T_BYTES:
         qg_sb_printf(g->sb, "%sqrpc_bytes_free(%s);\n", ind, gen_addr(g, lv));
@@ -571,11 +661,12 @@ static void gen_copy_one(gen_ctx *g, const qg_type *t, const char *dst,
         e = qg_printf(g->p, "qrpc_bytes_copy(%s, %s)", gen_addr(g, dst), gen_addr(g, src));
         break;
     case QG_T_OPTIONAL:
-        e = qg_printf(g->p, "%s(%s, %s)", gen_fn_name(g, t, "copy"), gen_addr(g, dst), src);
+        e = qg_printf(g->p, "%s(%s, %s)", gen_fn_name(g, t, "copy"), gen_addr(g, dst),
+                      gen_const_ptr(g, t->elem, src));
         break;
     default:
         e = qg_printf(g->p, "%s(%s, %s)", gen_fn_name(g, t, "copy"), gen_addr(g, dst),
-                      gen_addr(g, src));
+                      gen_const_ptr(g, t, gen_addr(g, src)));
         break;
     }
     gen_check(g, ind, e, gen_goto_fail(g));
@@ -615,7 +706,8 @@ static const char *gen_differ_expr(gen_ctx *g, const qg_type *t, const char *a,
     case QG_T_BYTES:
         return qg_printf(g->p, "!qrpc_bytes_equal(%s, %s)", gen_addr(g, a), gen_addr(g, b));
     case QG_T_OPTIONAL:
-        return qg_printf(g->p, "!%s(%s, %s)", gen_fn_name(g, t, "equal"), a, b);
+        return qg_printf(g->p, "!%s(%s, %s)", gen_fn_name(g, t, "equal"),
+                         gen_const_ptr(g, t->elem, a), gen_const_ptr(g, t->elem, b));
     case QG_T_LIST:
         return qg_printf(g->p, "!%s(%s, %s)", gen_fn_name(g, t, "equal"),
                          gen_addr(g, a), gen_addr(g, b));
@@ -623,7 +715,7 @@ static const char *gen_differ_expr(gen_ctx *g, const qg_type *t, const char *a,
         if (t->ref->kind == QG_D_ENUM)
             return qg_printf(g->p, "%s != %s", a, b);
         return qg_printf(g->p, "!%s(%s, %s)", gen_fn_name(g, t, "equal"),
-                         gen_addr(g, a), gen_addr(g, b));
+                         gen_const_ptr(g, t, gen_addr(g, a)), gen_const_ptr(g, t, gen_addr(g, b)));
     default:
         return qg_printf(g->p, "%s != %s", a, b);
     }

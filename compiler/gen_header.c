@@ -259,9 +259,8 @@ static void hdr_service(gen_ctx *g, const qg_decl *svc)
     const char *sn = qg_cname_decl(g->p, svc);
     const qg_method *m;
 
-    qg_sb_printf(g->sb, "\n/* ---- service %s.%s version %u ", g->pkg, svc->name,
+    qg_sb_printf(g->sb, "\n/* ---- service %s.%s version %u ---- */\n\n", g->pkg, svc->name,
                  (unsigned)svc->version);
-    qg_sb_puts(g->sb, "-------------------------------------------------- */\n\n");
     gen_doc(g, svc->doc, "");
     qg_sb_printf(g->sb, "extern const qrpc_service_desc %s_desc;\n\n", sn);
     for (m = svc->methods; m != NULL; m = m->next)

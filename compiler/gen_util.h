@@ -26,6 +26,7 @@ typedef struct gen_ctx {
     gen_types lists;            /* anonymous list<> types, first use first */
     gen_types opts;             /* anonymous optional<> types */
     const char *fail_label;     /* where decode/copy errors jump: "fail" */
+    const char *buf;            /* the qrpc_buf encoders write to: "b" */
 } gen_ctx;
 
 /* Per function: which locals the emitted statements needed. */

@@ -58,3 +58,12 @@ check: all $(TEST_BIN)
 	else echo "make check: some test programs FAILED"; exit 1; fi
 
 -include $(wildcard $(TEST_GENDIR)/*.qd)
+
+# Rewrites the expected outputs of test_golden.c from the current qrpcgen.
+GOLDEN_CASES := common bank kitchen
+golden-update: $(QRPCGEN)
+	@for n in $(GOLDEN_CASES); do \
+	    rm -rf tests/golden/$$n && mkdir -p tests/golden/$$n && \
+	    $(QRPCGEN) -I tests/idl -o tests/golden/$$n tests/idl/$$n.qidl && \
+	    $(QRPCGEN) -I tests/idl -o tests/golden/$$n --random tests/idl/$$n.qidl || exit 1; \
+	    echo "golden-update: tests/golden/$$n"; done

@@ -13,7 +13,9 @@
  *
  * Threading: every function here is safe to call from any thread, except
  * that a node or client must not be destroyed while calls on it are still
- * being made.  Errors are the negative QRPC_E* codes of qrpc_errors.h.
+ * being made, and that a handler must not serve, unserve or destroy (these
+ * wait for running handlers).  Errors are the negative QRPC_E* codes of
+ * qrpc_errors.h.
  */
 #ifndef QRPC_H
 #define QRPC_H
@@ -58,21 +60,23 @@ typedef struct qrpc_service_desc {
  * arguments from args, call the handler found in handlers, and on success
  * (the handler returned 0) encode the results into results.  Returns the
  * handler's status (0, or a positive application error), or a negative
- * QRPC_E* code (QRPC_EDECODE for arguments that do not decode, in which
- * case the handler did not run).
+ * QRPC_E* code (QRPC_EDECODE for arguments that do not decode, bytes left
+ * over after them included: checked before the handler runs, which then
+ * does not run).  args->max_depth is the node's max_depth.
  */
 typedef int (*qrpc_dispatch_fn)(qrpc_ctx *ctx, const void *handlers,
                                 qrpc_reader *args, qrpc_buf *results);
 
 /* ---- nodes --------------------------------------------------------------- */
 
+/* Limits in brackets; a value outside them is QRPC_EINVAL. */
 typedef struct qrpc_node_config {
     const char *listen;                 /* address to serve on; NULL: local only */
-    unsigned workers;                   /* handler threads (0: 2) */
-    uint32_t max_message;               /* largest message in bytes (0: 64 MiB) */
-    uint32_t max_inflight;              /* calls in flight per connection (0: 1024) */
+    unsigned workers;                   /* handler threads (0: 2) [<= 1024] */
+    uint32_t max_message;               /* largest message, bytes (0: 64 MiB) [>= 1024] */
+    uint32_t max_inflight;              /* calls in flight per link (0: 1024) [<= 2^20] */
     uint32_t timeout_ms;                /* default call deadline (0: 30000) */
-    unsigned max_depth;                 /* nesting of recursive types (0: 64) */
+    unsigned max_depth;                 /* nesting of recursive types (0: 64) [<= 1024] */
 } qrpc_node_config;
 
 /* Fills cfg with the defaults above. */
@@ -80,14 +84,20 @@ void qrpc_node_config_init(qrpc_node_config *cfg);
 
 /*
  * Creates a node.  cfg may be NULL for the defaults; it is copied.
- * Errors: QRPC_EINVAL (a bad config value), QRPC_ENOMEM, QRPC_EADDR.
+ * Errors: QRPC_EINVAL (out NULL or a bad config value), QRPC_ENOMEM,
+ * QRPC_EADDR (listen is not NULL: serving on an address comes with the
+ * TCP transport).  On error *out is NULL.
  */
 int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out);
 
 /*
  * Stops the node: calls still waiting fail with QRPC_ECLOSED, services are
- * withdrawn, every thread is joined and everything is freed.  Clients of
- * the node must be destroyed first.  NULL is ignored.
+ * withdrawn, every thread is joined and everything is freed.  Handlers
+ * still running are waited for; calls that race with it fail with
+ * QRPC_ECLOSED.  Clients of the node must be destroyed first (one that
+ * is not only gets QRPC_ECLOSED, and frees what is left of the node when
+ * it is destroyed).  Called from a handler it aborts, as it would wait for
+ * itself.  NULL is ignored.
  */
 void qrpc_node_destroy(qrpc_node *n);
 
@@ -99,13 +109,20 @@ void qrpc_node_destroy(qrpc_node *n);
  * static tables in generated code.  handlers is the generated handler table,
  * passed to the dispatch functions; state is returned by qrpc_ctx_state().
  * Errors: QRPC_EEXIST when the node already serves desc->name at that
- * version, QRPC_EINVAL for a desc with duplicate method ids, QRPC_ENOMEM.
+ * version, QRPC_EINVAL for a desc with duplicate method ids (or a NULL or
+ * empty name, a NULL dispatch entry, more than 2^20 methods), QRPC_EBUSY
+ * when called from a handler, QRPC_ECLOSED, QRPC_ENOMEM.
  */
 int qrpc_serve(qrpc_node *n, const qrpc_service_desc *desc,
                const qrpc_dispatch_fn *dispatch, const void *handlers,
                void *state);
 
-/* Stops serving name@version; QRPC_ENOSERVICE if it was not served. */
+/*
+ * Stops serving name@version; QRPC_ENOSERVICE if it was not served.  Returns
+ * once no handler of the node is running any more, so that the service's
+ * handlers and state may then be freed.  Errors also: QRPC_EINVAL,
+ * QRPC_EBUSY (called from a handler), QRPC_ECLOSED, QRPC_ENOMEM.
+ */
 int qrpc_unserve(qrpc_node *n, const char *name, uint32_t version);
 
 /* What a handler may learn of the call it is running. */
@@ -118,8 +135,10 @@ uint32_t qrpc_ctx_method(const qrpc_ctx *ctx);
 /*
  * Creates a client of service desc at target, using node n's connections.
  * target is "local" (or NULL): the service served by n itself.  The service
- * need not be served yet; a call finds out (QRPC_ENOSERVICE).
- * Errors: QRPC_EINVAL, QRPC_EADDR (target not understood), QRPC_ENOMEM.
+ * need not be served yet; a call finds out (QRPC_ENOSERVICE).  desc must
+ * outlive the client.  Errors: QRPC_EINVAL, QRPC_EADDR (target not
+ * understood: for now anything but "local", as network destinations come
+ * with the TCP transport), QRPC_ECLOSED, QRPC_ENOMEM.  On error *out is NULL.
  */
 int qrpc_client_create(qrpc_node *n, const char *target,
                        const qrpc_service_desc *desc, qrpc_client **out);
@@ -130,17 +149,25 @@ void qrpc_client_destroy(qrpc_client *c);
 /* The deadline of each later call, in ms from its start (0: node default). */
 void qrpc_client_set_timeout(qrpc_client *c, uint32_t timeout_ms);
 
-/* This client's id, unique to the process incarnation. */
+/*
+ * This client's id: never 0, unique within the process incarnation, and
+ * drawn from a random 64-bit base so that incarnations do not repeat ids.
+ */
 uint64_t qrpc_client_id(const qrpc_client *c);
 
 /*
  * Calls method on c's service and waits for the reply.
  * args holds the encoded arguments and is taken in every case (left empty).
- * On 0, *reply holds the encoded results; the caller decodes them and frees
- * the buffer with qrpc_buf_free().  A positive return is the handler's
- * application error (*reply is empty); a negative one a QRPC_E* code.
- * reply may be NULL for a oneway method, which returns once the request is
- * handed over.
+ * *reply must be a valid buffer (zeroed, from qrpc_buf_init() or from an
+ * earlier call): its storage is reused.  On 0, *reply holds the encoded
+ * results; the caller decodes them and frees the buffer with
+ * qrpc_buf_free().  A positive return is the handler's application error
+ * (*reply is empty); a negative one a QRPC_E* code: QRPC_ENOMETHOD also
+ * when method is not in the client's desc, QRPC_ETOOBIG for arguments or
+ * results over max_message, QRPC_EINVAL for a NULL args or c, or reply
+ * NULL (or args) for a method that is not oneway.  reply may be NULL for a
+ * oneway method, which returns once the request is handed over; its
+ * handler's results and application error are dropped.
  */
 int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply);
 
@@ -158,8 +185,11 @@ typedef void (*qrpc_done_fn)(int status, qrpc_reader *results,
  * Starts a call and returns without waiting.  args is taken in every case.
  * Returns 0 when the call was started: done then runs exactly once, on a
  * runtime thread or, for a local service, on this thread before
- * qrpc_call_async() returns.  A negative return means the call was not
- * started and done will not run.
+ * qrpc_call_async() returns; errors found once started (QRPC_ENOSERVICE,
+ * QRPC_EDECODE, QRPC_ETIMEDOUT, QRPC_ECLOSED, ...) are its status.  A
+ * negative return (QRPC_EINVAL, QRPC_ENOMETHOD for a method not in the
+ * client's desc, QRPC_ETOOBIG) means the call was not started and done
+ * will not run.
  */
 int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
                     qrpc_done_fn done, void (*fn)(void), void *arg);

@@ -52,6 +52,7 @@ typedef struct qrpc_reader {
 /* Default for qrpc_reader.max_depth; qrpc_node_config.max_depth overrides. */
 #define QRPC_DEFAULT_MAX_DEPTH 64u
 
+/* Makes b empty, without storage. */
 void qrpc_buf_init(qrpc_buf *b);
 /* Releases b's storage and leaves it empty. */
 void qrpc_buf_free(qrpc_buf *b);
@@ -249,7 +250,7 @@ static inline int qrpc_get_i8(qrpc_reader *r, int8_t *v)
 
 static inline int qrpc_get_i16(qrpc_reader *r, int16_t *v)
 {
-    uint16_t u;
+    uint16_t u = 0;      /* defined even when the get fails */
     int rc = qrpc_get_u16(r, &u);
 
     *v = (int16_t)u;
@@ -258,7 +259,7 @@ static inline int qrpc_get_i16(qrpc_reader *r, int16_t *v)
 
 static inline int qrpc_get_i32(qrpc_reader *r, int32_t *v)
 {
-    uint32_t u;
+    uint32_t u = 0;      /* defined even when the get fails */
     int rc = qrpc_get_u32(r, &u);
 
     *v = (int32_t)u;
@@ -267,7 +268,7 @@ static inline int qrpc_get_i32(qrpc_reader *r, int32_t *v)
 
 static inline int qrpc_get_i64(qrpc_reader *r, int64_t *v)
 {
-    uint64_t u;
+    uint64_t u = 0;      /* defined even when the get fails */
     int rc = qrpc_get_u64(r, &u);
 
     *v = (int64_t)u;
@@ -276,7 +277,7 @@ static inline int qrpc_get_i64(qrpc_reader *r, int64_t *v)
 
 static inline int qrpc_get_f32(qrpc_reader *r, float *v)
 {
-    uint32_t bits;
+    uint32_t bits = 0;   /* defined even when the get fails */
     int rc = qrpc_get_u32(r, &bits);
 
     memcpy(v, &bits, 4);
@@ -285,7 +286,7 @@ static inline int qrpc_get_f32(qrpc_reader *r, float *v)
 
 static inline int qrpc_get_f64(qrpc_reader *r, double *v)
 {
-    uint64_t bits;
+    uint64_t bits = 0;   /* defined even when the get fails */
     int rc = qrpc_get_u64(r, &bits);
 
     memcpy(v, &bits, 8);
@@ -304,6 +305,9 @@ int qrpc_get_bytes(qrpc_reader *r, qrpc_bytes *out, uint64_t bound);
 /*
  * A list count: QRPC_EDECODE when over bound (0: unbounded) or when the
  * bytes left could not hold count elements of at least min_elem bytes each.
+ * With min_elem 0 (elements that may encode to nothing) only bound limits
+ * the count.  On failure *count is 0.  A failed string, bytes or count get
+ * leaves r where it was.
  */
 int qrpc_get_count(qrpc_reader *r, uint32_t *count, uint64_t bound, uint32_t min_elem);
 /* Presence byte of an optional: 0 or 1, anything else QRPC_EDECODE. */
@@ -328,10 +332,17 @@ static inline void qrpc_reader_leave(qrpc_reader *r)
 
 /* ---- helpers for generated free/copy/equal ----------------------------- */
 
+/* Frees v's data and leaves it empty. */
 void qrpc_bytes_free(qrpc_bytes *v);
+/*
+ * Copies src into *dst, which is overwritten, not freed (data NULL when
+ * empty).  QRPC_ENOMEM, or QRPC_EINVAL for src->len bytes at NULL; on
+ * error *dst is empty.
+ */
 int qrpc_bytes_copy(qrpc_bytes *dst, const qrpc_bytes *src);
+/* Same length and bytes. */
 bool qrpc_bytes_equal(const qrpc_bytes *a, const qrpc_bytes *b);
-/* Copies s (NULL stays NULL) into *dst. */
+/* Copies s (NULL stays NULL) into *dst; QRPC_ENOMEM, with *dst NULL. */
 int qrpc_string_copy(char **dst, const char *s);
 /* NULL and "" are equal, as they encode the same. */
 bool qrpc_string_equal(const char *a, const char *b);

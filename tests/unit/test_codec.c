@@ -303,7 +303,9 @@ START_TEST(codec_encode_rejects)
     kitchen_Shape sh;
     common_Name long_name;
     kitchen_Everything e;
+    kitchen_i32_list kept;
     int32_t six[6] = { 1, 2, 3, 4, 5, 6 };
+    uint64_t seed = 99;
 
     qrpc_buf_init(&b);
     ck_assert_int_eq(common_Money_encode(&b, &m), QRPC_EINVAL);
@@ -319,8 +321,9 @@ START_TEST(codec_encode_rejects)
     ck_assert_int_eq(common_Name_encode(&b, &long_name), 0);
     ck_assert_uint_eq(b.len, 4 + 64);
     free(long_name);
-    /* list<i32, 5> with six items */
-    memset(&e, 0, sizeof e);
+    /* list<i32, 5> with six items, in an otherwise valid value */
+    ck_assert_int_eq(kitchen_Everything_random(&e, &seed, 0), 0);
+    kept = e.few_ints;
     e.few_ints.items = six;
     e.few_ints.len = 6;
     b.len = 0;
@@ -328,6 +331,8 @@ START_TEST(codec_encode_rejects)
     e.few_ints.len = 5;
     b.len = 0;
     ck_assert_int_eq(kitchen_Everything_encode(&b, &e), 0);
+    e.few_ints = kept;
+    kitchen_Everything_free(&e);
     qrpc_buf_free(&b);
 }
 END_TEST

@@ -152,6 +152,14 @@ static void ks_teardown(void)
     free(ks.last_notify);
 }
 
+/* A valid Everything (a zeroed one is not: 0 is no Color). */
+static void ks_everything(kitchen_Everything *e)
+{
+    uint64_t seed = 4242;
+
+    ck_assert_int_eq(kitchen_Everything_random(e, &seed, 0), 0);
+}
+
 /* ---- synchronous stubs ------------------------------------------------------------ */
 
 START_TEST(stub_add)
@@ -235,8 +243,9 @@ START_TEST(stub_inout)
     int32_t counter = 7;
     bool changed = false;
 
-    memset(&e, 0, sizeof e);
+    ks_everything(&e);
     e.s32 = 100;
+    free(e.s);
     e.s = strdup("kept");
     ck_assert_int_eq(kitchen_Kitchen_update(ks_client, &e, &note, &counter, &changed), 0);
     ck_assert(changed);
@@ -300,6 +309,7 @@ START_TEST(stub_errors)
     kitchen_Toggle tg;
     kitchen_Code code;
     kitchen_Everything e;
+    kitchen_i32_list kept;
     int32_t six[6] = { 1, 2, 3, 4, 5, 6 };
     qrpc_buf args, reply;
     qrpc_service_desc other = kitchen_Kitchen_desc;
@@ -312,11 +322,14 @@ START_TEST(stub_errors)
     /* a method without a handler */
     ck_assert_int_eq(kitchen_Kitchen_classify(ks_client, &sh, &tg, &code), QRPC_ENOMETHOD);
     /* an argument over its bound never leaves the caller */
-    memset(&e, 0, sizeof e);
+    ks_everything(&e);
+    kept = e.few_ints;
     e.few_ints.items = six;
     e.few_ints.len = 6;
     ck_assert_int_eq(kitchen_Kitchen_echo(ks_client, &e, &e), QRPC_EBOUND);
     ck_assert_int_eq(ks.echo_calls, 0);
+    e.few_ints = kept;
+    kitchen_Everything_free(&e);
     /* another version of the service is not served */
     other.version = 4;
     ck_assert_int_eq(qrpc_client_create(ks_node, "local", &other, &c2), 0);
@@ -391,8 +404,9 @@ START_TEST(stub_async)
     ck_assert_int_eq(a.status, 0);
     ck_assert_int_eq(a.value, 100);
 
-    memset(&e, 0, sizeof e);
+    ks_everything(&e);
     ck_assert_int_eq(kitchen_Kitchen_update_async(ks_client, &e, "n", 1, as_update_done, &u), 0);
+    kitchen_Everything_free(&e);
     ck_assert_int_eq(u.calls, 1);
     ck_assert_int_eq(u.status, 0);
     ck_assert_int_eq(u.value, 2);

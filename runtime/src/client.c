@@ -1,0 +1,249 @@
+/*
+ * client.c - clients and the calls made on them: qrpc_client_create(),
+ * qrpc_call() and qrpc_call_async().  A call is checked against the
+ * client's own view of the service (method known, oneway or not), gets its
+ * deadline, and is handed to the FrontEnd of the client's destination
+ * (transport.h); only destination "local" exists so far.
+ *
+ * Client ids are drawn here too: a random 64-bit base per process
+ * incarnation plus a counter, so that the at-most-once machinery to come
+ * can key on them across restarts.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "core.h"
+
+/* ---- client ids --------------------------------------------------------- */
+
+static pthread_once_t client_id_once = PTHREAD_ONCE_INIT;
+static atomic_uint_least64_t client_id_next;
+
+static uint64_t client_mix(uint64_t x)      /* splitmix64's finaliser */
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+static uint64_t client_id_seed(void)
+{
+    struct timespec ts;
+    uint64_t seed = 0;
+    ssize_t got;
+
+    do
+        got = getrandom(&seed, sizeof seed, GRND_NONBLOCK);
+    while (got < 0 && errno == EINTR);
+    if (got == (ssize_t)sizeof seed)
+        return seed;
+    /*
+     * No entropy yet (early boot) or no getrandom(): time, pid and ASLR
+     * still make two incarnations differ, if less surely.
+     */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return client_mix((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+           client_mix((uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&ts);
+}
+
+/* Also the fork child handler: a child is a new incarnation. */
+static void client_id_reseed(void)
+{
+    atomic_store(&client_id_next, client_id_seed());
+}
+
+static void client_id_init(void)
+{
+    client_id_reseed();
+    /* On failure forked children would repeat their parent's ids. */
+    (void)pthread_atfork(NULL, NULL, client_id_reseed);
+}
+
+static uint64_t client_id_new(void)
+{
+    uint64_t id;
+
+    pthread_once(&client_id_once, client_id_init);
+    do                          /* 0 is kept for "no client" */
+        id = atomic_fetch_add(&client_id_next, 1);
+    while (id == 0);
+    return id;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+int qrpc_client_create(qrpc_node *n, const char *target,
+                       const qrpc_service_desc *desc, qrpc_client **out)
+{
+    qrpc_client *c;
+    int rc;
+
+    if (out == NULL)
+        return QRPC_EINVAL;
+    *out = NULL;
+    if (n == NULL || qrpc__desc_check(desc) != 0)
+        return QRPC_EINVAL;
+    /* Network destinations get their FrontEnds with the TCP transport. */
+    if (target != NULL && strcmp(target, "local") != 0)
+        return QRPC_EADDR;
+    if (atomic_load(&n->closed))
+        return QRPC_ECLOSED;
+
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return QRPC_ENOMEM;
+    rc = qrpc__mtab_build(&c->methods, desc->methods, desc->n_methods);
+    if (rc != 0)
+        goto fail;
+    qrpc__svc_key_init(&c->key, desc->name, strlen(desc->name), desc->version);
+    c->node = n;
+    c->fe = &n->local;
+    c->id = client_id_new();
+    atomic_init(&c->timeout_ms, 0);
+    atomic_fetch_add(&n->refs, 1);
+    *out = c;
+    return 0;
+
+fail:
+    free(c);
+    return rc;
+}
+
+void qrpc_client_destroy(qrpc_client *c)
+{
+    qrpc_node *n;
+
+    if (c == NULL)
+        return;
+    n = c->node;
+    qrpc__mtab_free(&c->methods);
+    free(c);
+    qrpc__node_unref(n);
+}
+
+void qrpc_client_set_timeout(qrpc_client *c, uint32_t timeout_ms)
+{
+    if (c != NULL)
+        atomic_store_explicit(&c->timeout_ms, timeout_ms, memory_order_relaxed);
+}
+
+uint64_t qrpc_client_id(const qrpc_client *c)
+{
+    return c != NULL ? c->id : 0;
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+/* Fills what both kinds of call share; the deadline starts now. */
+static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
+                            qrpc__call *call)
+{
+    const qrpc__mslot *m;
+    uint64_t timeout, now;
+
+    if (c == NULL)
+        return QRPC_EINVAL;
+    m = qrpc__mtab_find(&c->methods, method);
+    if (m == NULL)
+        return QRPC_ENOMETHOD;
+    if (args->len > c->node->cfg.max_message)
+        return QRPC_ETOOBIG;
+    timeout = atomic_load_explicit(&c->timeout_ms, memory_order_relaxed);
+    if (timeout == 0)
+        timeout = c->node->cfg.timeout_ms;
+    call->svc = &c->key;
+    call->method = method;
+    call->flags = m->flags;
+    call->client_id = c->id;
+    timeout *= 1000000u;
+    now = qrpc__now_ns(c->node);
+    call->deadline_ns = now > UINT64_MAX - timeout ? UINT64_MAX : now + timeout;
+    call->args = args;
+    call->reply = NULL;
+    return 0;
+}
+
+/* What a synchronous call waits for. */
+typedef struct client_sync {
+    int status;
+    bool done;
+} client_sync;
+
+static void client_sync_done(int status, qrpc_reader *results,
+                             void (*fn)(void), void *arg)
+{
+    client_sync *w = arg;
+
+    (void)results;              /* already in the caller's reply buffer */
+    (void)fn;
+    w->status = status;
+    w->done = true;
+}
+
+int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
+{
+    client_sync w = { QRPC_EINVAL, false };
+    qrpc__call call;
+    int rc;
+
+    if (args == NULL)
+        return QRPC_EINVAL;
+    if (reply == args) {
+        rc = QRPC_EINVAL;
+        goto out;
+    }
+    if (reply != NULL)
+        reply->len = 0;
+    rc = client_call_init(c, method, args, &call);
+    if (rc != 0)
+        goto out;
+    if (call.flags & QRPC_METHOD_ONEWAY) {
+        call.reply = NULL;
+    } else if (reply == NULL) {
+        rc = QRPC_EINVAL;
+        goto out;
+    } else {
+        call.reply = reply;
+    }
+    call.done = client_sync_done;
+    call.fn = NULL;
+    call.arg = &w;
+    rc = qrpc__fe_call(c->fe, &call);
+    /*
+     * Known limit: the only FrontEnd, local, has run done by now.  The TCP
+     * FrontEnd completes from its own thread; it brings the wait on w that
+     * goes here.
+     */
+    if (rc == 0)
+        rc = w.done ? w.status : QRPC_EUNKNOWN;
+
+out:
+    qrpc_buf_free(args);        /* empty already if the FrontEnd took it */
+    return rc;
+}
+
+int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
+                    qrpc_done_fn done, void (*fn)(void), void *arg)
+{
+    qrpc__call call;
+    int rc;
+
+    if (args == NULL)
+        return QRPC_EINVAL;
+    rc = done != NULL ? client_call_init(c, method, args, &call) : QRPC_EINVAL;
+    if (rc != 0)
+        goto out;
+    call.done = done;
+    call.fn = fn;
+    call.arg = arg;
+    rc = qrpc__fe_call(c->fe, &call);
+
+out:
+    qrpc_buf_free(args);
+    return rc;
+}

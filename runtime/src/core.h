@@ -1,0 +1,211 @@
+/*
+ * core.h - the runtime's internals shared between its files: the node, the
+ * services it serves, the method index, clients, the per-call context and
+ * the server-side dispatch that every transport ends in.
+ *
+ * Not installed and not an interface: only runtime/src includes it.  The
+ * transports' side is in transport.h; hooks for the tests in testing.h.
+ */
+#ifndef QRPC_CORE_H
+#define QRPC_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "qrpc.h"
+#include "rcu.h"
+#include "transport.h"
+
+/* Internal: kept out of libqrpc.so's exported symbols. */
+#pragma GCC visibility push(hidden)
+
+/* Limits on what qrpc_serve() and qrpc_client_create() accept. */
+#define QRPC__MAX_METHODS (1u << 20)
+
+/* Limits of qrpc_node_config (qrpc(3), LIMITS). */
+#define QRPC__MAX_WORKERS      1024u
+#define QRPC__MIN_MESSAGE      1024u
+#define QRPC__MAX_INFLIGHT     (1u << 20)
+#define QRPC__MAX_DEPTH        1024u
+
+/* ---- service identity --------------------------------------------------- */
+
+/*
+ * Which service a request is for.  name need not be NUL-terminated: the
+ * TCP server will point it into the received frame.  hash is computed
+ * once (qrpc__svc_key_init) by whoever builds the key: a client at create
+ * time, a server per request.
+ */
+typedef struct qrpc__svc_key {
+    const char *name;
+    size_t name_len;
+    uint32_t version;
+    uint32_t hash;
+} qrpc__svc_key;
+
+void qrpc__svc_key_init(qrpc__svc_key *k, const char *name, size_t name_len,
+                        uint32_t version);
+
+/* Checks a desc as qrpc_serve() and qrpc_client_create() need it: QRPC_EINVAL. */
+int qrpc__desc_check(const qrpc_service_desc *desc);
+
+/* ---- method index ------------------------------------------------------- */
+
+/*
+ * An open-addressing hash table from method id to the method's position
+ * in its desc, built once per service (and per client) so that a call
+ * finds its method in O(1) even among thousands.  Ids come from the desc,
+ * which is trusted; only lookups come from the wire, and a lookup probes
+ * at most the longest run of the table, which the desc alone determines.
+ */
+typedef struct qrpc__mslot {
+    uint32_t id;
+    uint32_t flags;             /* QRPC_METHOD_* */
+    uint32_t pos;               /* 1 + index in desc->methods; 0: empty slot */
+} qrpc__mslot;
+
+typedef struct qrpc__mtab {
+    qrpc__mslot *slots;         /* a power of two, at least twice the methods */
+    uint32_t mask;              /* slots - 1 */
+    unsigned shift;             /* 32 - log2(slots) */
+} qrpc__mtab;
+
+/* QRPC_EINVAL for a duplicate id, QRPC_ENOMEM; on error t is left empty. */
+int qrpc__mtab_build(qrpc__mtab *t, const qrpc_method_desc *m, size_t n);
+void qrpc__mtab_free(qrpc__mtab *t);
+
+static inline const qrpc__mslot *qrpc__mtab_find(const qrpc__mtab *t, uint32_t id)
+{
+    uint32_t i = (uint32_t)(id * 2654435769u) >> t->shift;    /* Fibonacci hashing */
+
+    for (;;) {
+        const qrpc__mslot *s = &t->slots[i];
+
+        if (s->pos == 0)
+            return NULL;
+        if (s->id == id)
+            return s;
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* ---- the node ----------------------------------------------------------- */
+
+/* One registration of qrpc_serve(); immutable once published. */
+typedef struct qrpc__svc {
+    qrpc__svc_key key;          /* name points into desc */
+    const qrpc_service_desc *desc;
+    const qrpc_dispatch_fn *dispatch;
+    const void *handlers;
+    void *state;
+    qrpc__mtab methods;
+} qrpc__svc;
+
+/*
+ * The services of a node: an open-addressing table, never changed once
+ * published.  qrpc_serve() and qrpc_unserve() build a new one, swap it in
+ * and free the old one after an RCU grace period.
+ */
+typedef struct qrpc__svctab {
+    size_t mask;                /* slots - 1; at least twice count */
+    size_t count;
+    qrpc__svc *slot[];
+} qrpc__svctab;
+
+/* An empty table for a new node; QRPC_ENOMEM as NULL. */
+qrpc__svctab *qrpc__services_new(void);
+/* Frees t and every service in it; NULL is ignored. */
+void qrpc__services_free(qrpc__svctab *t);
+
+struct qrpc_node {
+    qrpc_node_config cfg;       /* validated, defaults filled in */
+    atomic_int closed;          /* qrpc_node_destroy() has begun */
+    /*
+     * One reference for the node itself and one per client: a client that
+     * (wrongly) outlives qrpc_node_destroy() gets QRPC_ECLOSED instead of
+     * touching freed memory, and the last reference frees the node.
+     */
+    atomic_uint refs;
+    _Atomic(qrpc__svctab *) services;   /* read inside rcu read sections */
+    qrpc__rcu rcu;
+    pthread_mutex_t lock;       /* orders serve, unserve and destroy */
+    /*
+     * The FrontEnd of destination "local".  Network FrontEnds, one per
+     * destination, will be listed beside it by the TCP transport.
+     */
+    qrpc__fe local;
+    uint64_t (*now)(void *arg); /* testing.h; NULL: CLOCK_MONOTONIC */
+    void *now_arg;
+};
+
+/* Drops one reference; the last frees the node. */
+void qrpc__node_unref(qrpc_node *n);
+
+/* The node's clock, in ns; deadlines are on it. */
+static inline uint64_t qrpc__now_ns(const qrpc_node *n)
+{
+    struct timespec ts;
+
+    if (n->now != NULL)
+        return n->now(n->now_arg);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- a call on the server side ------------------------------------------ */
+
+/* The context handed to the dispatch function; lives on the dispatching stack. */
+struct qrpc_ctx {
+    void *state;
+    uint64_t client_id;
+    uint32_t method;
+};
+
+/* True while the calling thread runs a handler (of any node). */
+bool qrpc__in_handler(void);
+
+/* One request as every transport hands it to qrpc__dispatch(). */
+typedef struct qrpc__request {
+    const qrpc__svc_key *svc;
+    uint32_t method;
+    uint64_t client_id;
+    uint64_t deadline_ns;       /* on qrpc__now_ns(n); UINT64_MAX: none */
+    const uint8_t *args;        /* borrowed for the call; NULL if args_len is 0 */
+    size_t args_len;
+} qrpc__request;
+
+/*
+ * Runs one request on node n, on the calling thread: finds the service by
+ * name and version and the method by id, checks the deadline, makes the
+ * context and calls the method's dispatch function, which decodes the
+ * arguments, runs the handler and encodes the results into results.
+ * results must be empty (its storage is reused).
+ *
+ * Returns the call's status: 0 with the encoded results in results; a
+ * positive application error; QRPC_ECLOSED, QRPC_ENOSERVICE,
+ * QRPC_ENOMETHOD, QRPC_ETIMEDOUT, QRPC_ETOOBIG (results over max_message)
+ * or whatever negative code the dispatch function returned (QRPC_EDECODE:
+ * the handler did not run).  On any status but 0 results is left empty.
+ * A oneway method's results and application error are dropped: it returns
+ * 0 once the handler has run.
+ *
+ * The local transport calls it from qrpc_call(); the TCP server will call
+ * it from its workers.  Takes no lock: an rcu read section of the node.
+ */
+int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results);
+
+/* ---- clients ------------------------------------------------------------ */
+
+struct qrpc_client {
+    qrpc_node *node;            /* holds a reference */
+    qrpc__fe *fe;               /* the node's FrontEnd for the destination */
+    qrpc__svc_key key;
+    qrpc__mtab methods;         /* the client's view: flags, known ids */
+    uint64_t id;
+    atomic_uint timeout_ms;     /* 0: the node's default */
+};
+
+#pragma GCC visibility pop
+
+#endif

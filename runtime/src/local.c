@@ -1,0 +1,70 @@
+/*
+ * local.c - the local transport: the FrontEnd of destination "local",
+ * whose calls go to services served by the same node.  "If the server is
+ * also on this node, the message can be moved to the server directly": no
+ * socket, no queue, no thread hop.  fe_call runs qrpc__dispatch() on the
+ * caller's thread, with the caller's argument bytes, encoding the results
+ * straight into the caller's reply buffer when there is one.
+ *
+ * The FrontEnd needs no state of its own: it is the node.  Closing it is
+ * the node's business (qrpc__dispatch() answers QRPC_ECLOSED once
+ * qrpc_node_destroy() has begun), so fe_close and fe_fini do nothing.
+ */
+#include "core.h"
+
+static int local_fe_init(void **fep, qrpc_node *n, const char *addr)
+{
+    (void)addr;
+    *fep = n;
+    return 0;
+}
+
+static void local_fe_close(void *fe)
+{
+    (void)fe;
+}
+
+static void local_fe_fini(void *fe)
+{
+    (void)fe;
+}
+
+static int local_fe_call(void *fe, const qrpc__call *call)
+{
+    qrpc_node *n = fe;
+    qrpc_buf own = { NULL, 0, 0 };
+    qrpc_buf *results = call->reply != NULL ? call->reply : &own;
+    qrpc__request req;
+    qrpc_reader r;
+    int status;
+
+    req.svc = call->svc;
+    req.method = call->method;
+    req.client_id = call->client_id;
+    req.deadline_ns = call->deadline_ns;
+    req.args = call->args->data;
+    req.args_len = call->args->len;
+    status = qrpc__dispatch(n, &req, results);
+    qrpc_buf_free(call->args);
+    if (status == 0) {
+        qrpc_reader_init(&r, results->data, results->len);
+        r.max_depth = n->cfg.max_depth;
+        call->done(0, &r, call->fn, call->arg);
+    } else {
+        call->done(status, NULL, call->fn, call->arg);
+    }
+    qrpc_buf_free(&own);
+    return 0;
+}
+
+static const qrpc__fe_ops local_fe_ops = {
+    .fe_init = local_fe_init,
+    .fe_close = local_fe_close,
+    .fe_fini = local_fe_fini,
+    .fe_call = local_fe_call,
+};
+
+const qrpc__tran qrpc__tran_local = {
+    .tran_name = "local",
+    .tran_fe = &local_fe_ops,
+};

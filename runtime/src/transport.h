@@ -1,0 +1,123 @@
+/*
+ * transport.h - the interface between the core and a transport, in the
+ * style of nng's transport.h: each transport fills one qrpc__tran with
+ * designated initializers, and the core only calls the static inline
+ * wrappers at the end of this file.
+ *
+ * A FrontEnd is one destination of a node's outgoing calls (the original
+ * system's FrontEnd): destination "local" is the local transport's,
+ * served by the node itself; TCP and RDMA will add one FrontEnd per
+ * remote node, shared by every client of that node, and a listener side
+ * that feeds received requests to qrpc__dispatch() (core.h).  Only the
+ * client-side operations exist so far: they are what "local" and the
+ * TCP FrontEnd need.
+ *
+ * Ownership is stated on every operation.  A successful fe_call takes the
+ * arguments; a failed one leaves them with the caller.
+ */
+#ifndef QRPC_TRANSPORT_H
+#define QRPC_TRANSPORT_H
+
+#include "qrpc.h"
+
+/* Internal: kept out of libqrpc.so's exported symbols. */
+#pragma GCC visibility push(hidden)
+
+struct qrpc__svc_key;
+
+/*
+ * One outgoing call as the core hands it to a FrontEnd.  It is borrowed
+ * only for the duration of fe_call: a transport that completes the call
+ * later copies what it needs (done, fn, arg, reply) into its own record.
+ */
+typedef struct qrpc__call {
+    const struct qrpc__svc_key *svc;    /* the client's; outlives the call */
+    uint32_t method;
+    uint32_t flags;             /* the method's QRPC_METHOD_* */
+    uint64_t client_id;
+    uint64_t deadline_ns;       /* absolute, on the node's clock */
+    qrpc_buf *args;             /* the encoded arguments (see fe_call) */
+    /*
+     * qrpc_call(): the caller's buffer, to receive the results, which
+     * stays valid until done has run.  NULL for qrpc_call_async() and
+     * oneway calls.
+     */
+    qrpc_buf *reply;
+    qrpc_done_fn done;          /* the completion, with fn and arg */
+    void (*fn)(void);
+    void *arg;
+} qrpc__call;
+
+typedef struct qrpc__fe_ops {
+    /*
+     * fe_init creates the FrontEnd of node n for destination addr and sets
+     * *fep, the first argument of every other operation.  Errors:
+     * QRPC_EADDR (addr is not for this transport), QRPC_ENOMEM.
+     */
+    int (*fe_init)(void **fep, qrpc_node *n, const char *addr);
+
+    /*
+     * fe_close stops the FrontEnd: calls in flight complete with
+     * QRPC_ECLOSED and every later fe_call fails with QRPC_ECLOSED.  It
+     * does not free anything, since clients may still hold the FrontEnd.
+     * Called once, by qrpc_node_destroy().
+     */
+    void (*fe_close)(void *fe);
+
+    /* fe_fini frees the FrontEnd; it was closed and no client is left. */
+    void (*fe_fini)(void *fe);
+
+    /*
+     * fe_call starts call.  On 0 the transport has taken the storage of
+     * *call->args (and left it empty), and runs call->done exactly once,
+     * on the calling thread before fe_call returns or later on a thread
+     * of its own: with status 0 and a reader over the results, or with a
+     * nonzero status and NULL.  When call->reply is not NULL the results
+     * are in *call->reply by then (the transport may reuse or replace its
+     * storage) and the reader reads them there.  On a negative return
+     * nothing was sent, done will not run, and *call->args is untouched
+     * and still the caller's.
+     */
+    int (*fe_call)(void *fe, const qrpc__call *call);
+} qrpc__fe_ops;
+
+typedef struct qrpc__tran {
+    const char *tran_name;      /* "local" */
+    const qrpc__fe_ops *tran_fe;
+} qrpc__tran;
+
+extern const qrpc__tran qrpc__tran_local;
+
+/* The core's handle on one FrontEnd. */
+typedef struct qrpc__fe {
+    const qrpc__tran *tran;
+    void *data;                 /* the transport's, from fe_init */
+} qrpc__fe;
+
+static inline int qrpc__fe_init(qrpc__fe *fe, const qrpc__tran *t,
+                                qrpc_node *n, const char *addr)
+{
+    fe->tran = t;
+    fe->data = NULL;
+    return t->tran_fe->fe_init(&fe->data, n, addr);
+}
+
+static inline void qrpc__fe_close(qrpc__fe *fe)
+{
+    fe->tran->tran_fe->fe_close(fe->data);
+}
+
+static inline void qrpc__fe_fini(qrpc__fe *fe)
+{
+    fe->tran->tran_fe->fe_fini(fe->data);
+    fe->data = NULL;
+}
+
+static inline int qrpc__fe_call(qrpc__fe *fe, const qrpc__call *call)
+{
+    return fe->tran->tran_fe->fe_call(fe->data, call);
+}
+
+#pragma GCC visibility pop
+
+#endif
