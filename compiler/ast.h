@@ -72,6 +72,7 @@ struct qg_type {
     uint64_t bound_val;         /* sema: the bound's value, 0 when unbounded */
     const char *name;           /* NAMED: as written, "Money" or "common.Money" */
     qg_decl *ref;               /* sema, NAMED: the typedef/enum/struct/union */
+    const char *ctag;           /* back ends: cached qg_cname_tag() */
 };
 
 /*
@@ -188,6 +189,7 @@ struct qg_decl {
     bool used;                  /* sema: referenced from the main file */
     uint32_t min_size;          /* sema: fewest bytes its encoding can take */
     bool recursive;             /* sema: reaches itself through optional/list */
+    const char *cname;          /* back ends: cached qg_cname_decl() */
 };
 
 typedef struct qg_import qg_import;

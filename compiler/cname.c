@@ -35,7 +35,9 @@ static const char *cname_scalar_tag(qg_type_kind k)
 
 const char *qg_cname_decl(qg_program *p, const qg_decl *d)
 {
-    return qg_printf(p, "%s_%s", d->file->package, d->name);
+    if (d->cname == NULL)
+        ((qg_decl *)d)->cname = qg_printf(p, "%s_%s", d->file->package, d->name);
+    return d->cname;
 }
 
 const char *qg_cname_member(qg_program *p, const qg_decl *m)
@@ -44,20 +46,37 @@ const char *qg_cname_member(qg_program *p, const qg_decl *m)
                      m->name);
 }
 
+/*
+ * A type node belongs to one file and its tag is only ever asked for with
+ * that file as `in`, so the first answer is cached in the node: deep
+ * nesting (list<list<...>>) would otherwise rebuild the inner tags at
+ * every level, quadratically.
+ */
 const char *qg_cname_tag(qg_program *p, const qg_file *in, const qg_type *t)
 {
+    const char *tag;
+
+    if (t->ctag != NULL)
+        return t->ctag;
     switch (t->kind) {
     case QG_T_LIST:
-        return qg_printf(p, "%s_list", qg_cname_tag(p, in, t->elem));
+        tag = qg_printf(p, "%s_list", qg_cname_tag(p, in, t->elem));
+        break;
     case QG_T_OPTIONAL:
-        return qg_printf(p, "%s_opt", qg_cname_tag(p, in, t->elem));
+        tag = qg_printf(p, "%s_opt", qg_cname_tag(p, in, t->elem));
+        break;
     case QG_T_NAMED:
         if (t->ref->file == in)
-            return t->ref->name;
-        return qg_printf(p, "%s_%s", t->ref->file->package, t->ref->name);
+            tag = t->ref->name;
+        else
+            tag = qg_printf(p, "%s_%s", t->ref->file->package, t->ref->name);
+        break;
     default:
-        return cname_scalar_tag(t->kind);
+        tag = cname_scalar_tag(t->kind);
+        break;
     }
+    ((qg_type *)t)->ctag = tag;
+    return tag;
 }
 
 const char *qg_cname_list(qg_program *p, const qg_file *in, const qg_type *list)
@@ -177,6 +196,70 @@ static void cname_add_anon(cname_set *s, const qg_file *f, const qg_type *t, con
     (void)what;
 }
 
+/*
+ * Names of the C library that generated code uses next to user-chosen
+ * names: a macro (NULL, errno, INT32_MAX) breaks a struct member of that
+ * name, and a parameter named like a function or type the stub body uses
+ * (free, memcpy, size_t, int32_t) shadows it.  User names are checked
+ * against these and against the qrpc_/QRPC_ prefixes.
+ */
+static const char *const cname_clib[] = {
+    "NULL", "errno", "assert", "offsetof", "EOF", "stdin", "stdout", "stderr",
+    "free", "malloc", "calloc", "realloc", "memset", "memcpy", "memcmp",
+    "memmove", "strlen", "strcmp", "strdup", "abort", "exit",
+    "size_t", "ssize_t", "ptrdiff_t", "intptr_t", "uintptr_t", "intmax_t",
+    "uintmax_t", "wchar_t", "max_align_t",
+    "int8_t", "int16_t", "int32_t", "int64_t",
+    "uint8_t", "uint16_t", "uint32_t", "uint64_t",
+    "SIZE_MAX", "PTRDIFF_MIN", "PTRDIFF_MAX", "INTPTR_MIN", "INTPTR_MAX",
+    "UINTPTR_MAX", "INTMAX_MIN", "INTMAX_MAX", "UINTMAX_MAX",
+    "INTMAX_C", "UINTMAX_C", "__bool_true_false_are_defined", NULL
+};
+
+/* INT8_C .. UINT64_MAX: the <stdint.h> macros named after integer widths. */
+static bool cname_is_stdint_macro(const char *n)
+{
+    static const char *const widths[] = { "8", "16", "32", "64", NULL };
+    static const char *const tails[] = { "_C", "_MAX", "_MIN", NULL };
+    int w, t;
+
+    if (strncmp(n, "UINT", 4) == 0)
+        n += 4;
+    else if (strncmp(n, "INT", 3) == 0)
+        n += 3;
+    else
+        return false;
+    for (w = 0; widths[w]; w++) {
+        size_t wl = strlen(widths[w]);
+
+        if (strncmp(n, widths[w], wl) != 0)
+            continue;
+        for (t = 0; tails[t]; t++)
+            if (strcmp(n + wl, tails[t]) == 0)
+                return true;
+    }
+    return false;
+}
+
+static void cname_check_clib(qg_program *p, qg_loc loc, const char *what,
+                             const char *name)
+{
+    int i;
+
+    if (strncmp(name, "qrpc_", 5) == 0 || strncmp(name, "QRPC_", 5) == 0) {
+        qg_error(p, loc, "%s name '%s' uses the prefix reserved for the qrpc "
+                 "runtime", what, name);
+        return;
+    }
+    for (i = 0; cname_clib[i] != NULL; i++) {
+        if (strcmp(name, cname_clib[i]) == 0)
+            break;
+    }
+    if (cname_clib[i] != NULL || cname_is_stdint_macro(name))
+        qg_error(p, loc, "%s name '%s' is a name of the C library that the "
+                 "generated code uses", what, name);
+}
+
 static const char *const cname_reserved_params[] = {
     "client", "ctx", "cb", "arg", "result", "args", "reply", "rc", NULL
 };
@@ -187,6 +270,7 @@ static void cname_check_params(qg_program *p, const qg_method *m)
     int i;
 
     for (pa = m->params; pa != NULL; pa = pa->next) {
+        cname_check_clib(p, pa->f.loc, "parameter", pa->f.name);
         for (i = 0; cname_reserved_params[i] != NULL; i++) {
             if (strcmp(pa->f.name, cname_reserved_params[i]) == 0) {
                 qg_error(p, pa->f.loc, "parameter name '%s' is reserved: the "
@@ -252,13 +336,19 @@ void qg_check_cnames(qg_program *p, qg_file *f)
             break;
         case QG_D_STRUCT:
             cname_add_type(&s, base, what, d->loc);
-            for (fd = d->fields; fd != NULL; fd = fd->next)
+            for (fd = d->fields; fd != NULL; fd = fd->next) {
+                cname_check_clib(p, fd->loc, "field", fd->name);
                 cname_add_anon_field(&s, f, fd, what);
+            }
             break;
         case QG_D_UNION:
             cname_add_type(&s, base, what, d->loc);
-            for (arm = d->arms; arm != NULL; arm = arm->next)
+            cname_check_clib(p, d->disc_loc, "discriminant", d->disc_name);
+            for (arm = d->arms; arm != NULL; arm = arm->next) {
+                if (arm->field != NULL)
+                    cname_check_clib(p, arm->field->loc, "union arm", arm->field->name);
                 cname_add_anon_field(&s, f, arm->field, what);
+            }
             break;
         case QG_D_SERVICE:
             for (i = 0; svc_suffixes[i] != NULL; i++)
@@ -268,6 +358,7 @@ void qg_check_cnames(qg_program *p, qg_file *f)
                 const char *mb = qg_cname_method(p, d, me);
                 const qg_param *pa;
 
+                cname_check_clib(p, me->loc, "method", me->name);
                 for (i = 0; method_suffixes[i] != NULL; i++)
                     cname_add(&s, qg_printf(p, "%s%s", mb, method_suffixes[i]), mw, me->loc);
                 cname_add_anon(&s, f, me->result, mw);

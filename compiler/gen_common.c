@@ -61,13 +61,17 @@ void qg_sb_vprintf(qg_strbuf *sb, const char *fmt, va_list ap)
     va_list ap2;
     int n;
 
+    /* most output fits the room left: format once, straight into it */
+    sb_reserve(sb, 256);
     va_copy(ap2, ap);
-    n = vsnprintf(NULL, 0, fmt, ap2);
+    n = vsnprintf(sb->data + sb->len, sb->cap - sb->len, fmt, ap2);
     va_end(ap2);
     if (n < 0)
         return;
-    sb_reserve(sb, (size_t)n);
-    vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+    if ((size_t)n >= sb->cap - sb->len) {
+        sb_reserve(sb, (size_t)n);
+        vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+    }
     sb->len += (size_t)n;
 }
 
@@ -271,6 +275,19 @@ void gen_banner(gen_ctx *g, const char *suffix, const char *purpose)
                  g->base, suffix, QRPC_VERSION, g->base, purpose);
 }
 
+/*
+ * One character of a doc comment inside a C comment: "*" + "/" would end
+ * the comment and "/" + "*" trips -Wcomment, so a space goes between.
+ */
+static void gen_doc_char(gen_ctx *g, const char *s)
+{
+    char c[2] = { s[0], '\0' };
+
+    qg_sb_puts(g->sb, c);
+    if ((s[0] == '*' && s[1] == '/') || (s[0] == '/' && s[1] == '*'))
+        qg_sb_puts(g->sb, " ");
+}
+
 void gen_doc(gen_ctx *g, const char *doc, const char *ind)
 {
     const char *s;
@@ -279,12 +296,8 @@ void gen_doc(gen_ctx *g, const char *doc, const char *ind)
         return;
     if (strchr(doc, '\n') == NULL && strlen(doc) + strlen(ind) < 72) {
         qg_sb_printf(g->sb, "%s/* ", ind);
-        for (s = doc; *s; s++) {
-            if (s[0] == '*' && s[1] == '/')
-                qg_sb_puts(g->sb, "* ");
-            else
-                qg_sb_printf(g->sb, "%c", *s);
-        }
+        for (s = doc; *s; s++)
+            gen_doc_char(g, s);
         qg_sb_puts(g->sb, " */\n");
         return;
     }
@@ -296,10 +309,8 @@ void gen_doc(gen_ctx *g, const char *doc, const char *ind)
             qg_sb_printf(g->sb, "\n%s *", ind);
             if (s[1] != '\n' && s[1] != '\0')
                 qg_sb_puts(g->sb, " ");
-        } else if (s[0] == '*' && s[1] == '/') {
-            qg_sb_puts(g->sb, "* ");
         } else {
-            qg_sb_printf(g->sb, "%c", *s);
+            gen_doc_char(g, s);
         }
     }
     qg_sb_printf(g->sb, "\n%s */\n", ind);
@@ -790,6 +801,49 @@ void gen_emit_random(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
     gen_loop_open(g, fn, array, ind);
     gen_random_one(g, t, qg_printf(g->p, "%s[i]", lv), qg_printf(g->p, "%s    ", ind));
     qg_sb_printf(g->sb, "%s}\n", ind);
+}
+
+/* ---- integer literals ----------------------------------------------------- */
+
+/* v as a C constant of type t (a discriminant: bool, an integer type). */
+
+const char *gen_int_literal(gen_ctx *g, const qg_type *t, int64_t v)
+{
+    t = gen_resolve(t);
+    switch (t->kind) {
+    case QG_T_BOOL:
+        return v ? "true" : "false";
+    case QG_T_U64:
+        return qg_printf(g->p, "UINT64_C(%llu)", (unsigned long long)(uint64_t)v);
+    case QG_T_U32:
+        return qg_printf(g->p, "UINT32_C(%llu)", (unsigned long long)(uint32_t)v);
+    case QG_T_I64:
+        if (v == INT64_MIN)
+            return "(-INT64_C(9223372036854775807) - 1)";
+        return v < 0 ? qg_printf(g->p, "(-INT64_C(%lld))", -(long long)v)
+                     : qg_printf(g->p, "INT64_C(%lld)", (long long)v);
+    case QG_T_I32:
+        if (v == INT32_MIN)
+            return "(-INT32_C(2147483647) - 1)";
+        return qg_printf(g->p, "%lld", (long long)v);
+    default:
+        return qg_printf(g->p, "%lld", (long long)v);
+    }
+}
+
+/* A value of union u's discriminant: an enum member's C name or a literal. */
+const char *gen_disc_value(gen_ctx *g, const qg_decl *u, int64_t v)
+{
+    const qg_type *dt = gen_resolve(u->disc_type);
+
+    if (dt->kind == QG_T_NAMED && dt->ref->kind == QG_D_ENUM) {
+        const qg_decl *m;
+
+        for (m = dt->ref->members; m != NULL; m = m->next)
+            if (m->ival == v)
+                return qg_cname_member(g->p, m);
+    }
+    return gen_int_literal(g, u->disc_type, v);
 }
 
 /* ---- methods ------------------------------------------------------------------ */

@@ -120,26 +120,6 @@ static bool rnd_has(const qg_strbuf *sb, const char *s)
     return sb->data != NULL && strstr(sb->data, s) != NULL;
 }
 
-static const char *rnd_value_literal(gen_ctx *g, const qg_decl *u, int64_t v)
-{
-    const qg_type *dt = gen_resolve(u->disc_type);
-
-    if (dt->kind == QG_T_NAMED && dt->ref->kind == QG_D_ENUM) {
-        const qg_decl *m;
-
-        for (m = dt->ref->members; m != NULL; m = m->next)
-            if (m->ival == v)
-                return qg_cname_member(g->p, m);
-    }
-    if (dt->kind == QG_T_BOOL)
-        return v ? "true" : "false";
-    if (dt->kind == QG_T_U64)
-        return qg_printf(g->p, "UINT64_C(%llu)", (unsigned long long)(uint64_t)v);
-    if (dt->kind == QG_T_I64)
-        return qg_printf(g->p, "INT64_C(%lld)", (long long)v);
-    return qg_printf(g->p, "%lld", (long long)v);
-}
-
 static bool rnd_label_taken(const qg_decl *u, int64_t v)
 {
     const qg_arm *arm;
@@ -245,7 +225,7 @@ static void rnd_decl(gen_ctx *g, const qg_decl *d)
                 else
                     qg_sb_printf(g->sb, "    case %zu:\n", k - 1);
                 qg_sb_printf(g->sb, "        v->%s = %s;\n", d->disc_name,
-                             rnd_value_literal(g, d, val));
+                             gen_disc_value(g, d, val));
                 if (arm->field != NULL)
                     gen_emit_random(g, &fn, arm->field->type, arm->field->array_val,
                                     qg_printf(g->p, "v->%s", arm->field->name), "        ");

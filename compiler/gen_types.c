@@ -65,47 +65,6 @@ static bool ty_body_has(const ty_fn *t, const char *s)
     return t->body.data != NULL && strstr(t->body.data, s) != NULL;
 }
 
-/* ---- integer literals -------------------------------------------------------- */
-
-static const char *ty_int_literal(gen_ctx *g, const qg_type *t, int64_t v)
-{
-    t = gen_resolve(t);
-    switch (t->kind) {
-    case QG_T_BOOL:
-        return v ? "true" : "false";
-    case QG_T_U64:
-        return qg_printf(g->p, "UINT64_C(%llu)", (unsigned long long)(uint64_t)v);
-    case QG_T_U32:
-        return qg_printf(g->p, "UINT32_C(%llu)", (unsigned long long)(uint32_t)v);
-    case QG_T_I64:
-        if (v == INT64_MIN)
-            return "(-INT64_C(9223372036854775807) - 1)";
-        return v < 0 ? qg_printf(g->p, "(-INT64_C(%lld))", -(long long)v)
-                     : qg_printf(g->p, "INT64_C(%lld)", (long long)v);
-    case QG_T_I32:
-        if (v == INT32_MIN)
-            return "(-INT32_C(2147483647) - 1)";
-        return qg_printf(g->p, "%lld", (long long)v);
-    default:
-        return qg_printf(g->p, "%lld", (long long)v);
-    }
-}
-
-/* The C case label of a union label: an enum member's name or a literal. */
-static const char *ty_case_label(gen_ctx *g, const qg_decl *u, const qg_case *c)
-{
-    const qg_type *dt = gen_resolve(u->disc_type);
-
-    if (dt->kind == QG_T_NAMED && dt->ref->kind == QG_D_ENUM) {
-        const qg_decl *m;
-
-        for (m = dt->ref->members; m != NULL; m = m->next)
-            if (m->ival == c->val)
-                return qg_cname_member(g->p, m);
-    }
-    return ty_int_literal(g, u->disc_type, c->val);
-}
-
 /* The switch expression on a discriminant (bools are widened for -Wswitch-bool). */
 static const char *ty_switch_expr(gen_ctx *g, const qg_decl *u, const char *v)
 {
@@ -123,7 +82,7 @@ static void ty_case_labels(gen_ctx *g, const qg_decl *u, const qg_arm *arm)
         return;
     }
     for (c = arm->labels; c != NULL; c = c->next)
-        qg_sb_printf(g->sb, "    case %s:\n", ty_case_label(g, u, c));
+        qg_sb_printf(g->sb, "    case %s:\n", gen_disc_value(g, u, c->val));
 }
 
 static const qg_arm *ty_default_arm(const qg_decl *u)

@@ -57,6 +57,10 @@ uint32_t gen_min_size(const qg_type *t, uint64_t array);
 const char *gen_fn_name(gen_ctx *g, const qg_type *t, const char *op);
 /* A bound as a C constant: "0" or "UINT64_C(64)". */
 const char *gen_bound(gen_ctx *g, const qg_type *t);
+/* v as a C constant of integer or bool type t ("INT64_C(5)", "true"). */
+const char *gen_int_literal(gen_ctx *g, const qg_type *t, int64_t v);
+/* A value of union u's discriminant: an enum member's C name or a literal. */
+const char *gen_disc_value(gen_ctx *g, const qg_decl *u, int64_t v);
 /* "&x" for "x", "v" for "(*v)" or "*v". */
 const char *gen_addr(gen_ctx *g, const char *lv);
 

@@ -30,14 +30,21 @@ typedef struct codec_type {
     bool (*equal)(const void *a, const void *b);
 } codec_type;
 
-/* Typed wrappers: calling through a cast function pointer would be undefined. */
+/*
+ * Typed wrappers: calling through a cast function pointer would be
+ * undefined.  The explicit casts matter for array typedefs (Hash, Pairs),
+ * whose const pointers do not convert implicitly in ISO C11.
+ */
 #define CODEC_WRAP(T)                                                                   \
     static int T##_w_random(void *v, uint64_t *s, unsigned d) { return T##_random(v, s, d); } \
-    static int T##_w_encode(qrpc_buf *b, const void *v) { return T##_encode(b, v); }   \
+    static int T##_w_encode(qrpc_buf *b, const void *v) { return T##_encode(b, (const T *)v); } \
     static int T##_w_decode(qrpc_reader *r, void *v) { return T##_decode(r, v); }      \
     static void T##_w_free(void *v) { T##_free(v); }                                    \
-    static int T##_w_copy(void *d, const void *s) { return T##_copy(d, s); }            \
-    static bool T##_w_equal(const void *a, const void *b) { return T##_equal(a, b); }
+    static int T##_w_copy(void *d, const void *s) { return T##_copy(d, (const T *)s); } \
+    static bool T##_w_equal(const void *a, const void *b)                               \
+    {                                                                                   \
+        return T##_equal((const T *)a, (const T *)b);                                   \
+    }
 #define CODEC_ENTRY(T)                                                                  \
     { #T, sizeof(T), T##_w_random, T##_w_encode, T##_w_decode, T##_w_free,              \
       T##_w_copy, T##_w_equal }

@@ -47,9 +47,9 @@ static void golden_compare(const char *name, const char *dir)
     want = tu_list_dir(gdir, NULL);
     got = tu_list_dir(dir, NULL);
     for (i = 0; want[i] != NULL || got[i] != NULL; i++) {
-        char a[4096], b[4096];
+        char a[8192], b[8192];
         char *ta, *tb;
-        size_t la, lb, line = 1, k;
+        size_t la = 0, lb = 0, line = 1, k;
 
         ck_assert_msg(want[i] != NULL && got[i] != NULL && strcmp(want[i], got[i]) == 0,
                       "%s: expected file %s, generated %s", name,

@@ -122,16 +122,20 @@ static inline void tu_rmtree(const char *path)
 
     if (d != NULL) {
         while ((e = readdir(d)) != NULL) {
-            char sub[4096];
+            size_t n = strlen(path) + strlen(e->d_name) + 2;
+            char *sub;
             struct stat st;
 
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                 continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            sub = malloc(n);
+            ck_assert_ptr_nonnull(sub);
+            snprintf(sub, n, "%s/%s", path, e->d_name);
             if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
                 tu_rmtree(sub);
             else
                 unlink(sub);
+            free(sub);
         }
         closedir(d);
     }
