@@ -248,6 +248,8 @@ static void ty_aggregate(gen_ctx *g, const qg_decl *d)
             qg_sb_puts(g->sb, "    qrpc_reader_leave(r);\n");
         if (owns)
             qg_sb_printf(g->sb, "    %s_free(v);\n", n);
+        else
+            qg_sb_puts(g->sb, "    memset(v, 0, sizeof *v);\n");
         qg_sb_puts(g->sb, "    return rc;\n");
     }
     ty_end(g, &t, qg_printf(g->p, "int %s_decode(qrpc_reader *r, %s *v)", n, n), NULL);

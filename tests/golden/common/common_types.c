@@ -77,6 +77,7 @@ int common_Cents_decode(qrpc_reader *r, common_Cents *v)
     return 0;
 
 fail:
+    memset(v, 0, sizeof *v);
     return rc;
 }
 
@@ -127,6 +128,7 @@ int common_Money_decode(qrpc_reader *r, common_Money *v)
     return 0;
 
 fail:
+    memset(v, 0, sizeof *v);
     return rc;
 }
 

@@ -577,6 +577,7 @@ int kitchen_Hash_decode(qrpc_reader *r, kitchen_Hash *v)
     return 0;
 
 fail:
+    memset(v, 0, sizeof *v);
     return rc;
 }
 
@@ -792,6 +793,7 @@ int kitchen_Pairs_decode(qrpc_reader *r, kitchen_Pairs *v)
     return 0;
 
 fail:
+    memset(v, 0, sizeof *v);
     return rc;
 }
 
@@ -959,6 +961,7 @@ int kitchen_Money2_decode(qrpc_reader *r, kitchen_Money2 *v)
     return 0;
 
 fail:
+    memset(v, 0, sizeof *v);
     return rc;
 }
 
@@ -1011,6 +1014,7 @@ int kitchen_Pair_decode(qrpc_reader *r, kitchen_Pair *v)
     return 0;
 
 fail:
+    memset(v, 0, sizeof *v);
     return rc;
 }
 
