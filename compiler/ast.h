@@ -46,7 +46,11 @@ struct qg_expr {
     uint64_t lit;               /* QG_E_INT: the literal as written (unsigned) */
     const char *name;           /* QG_E_NAME: as written */
     qg_decl *ref;               /* sema: QG_D_CONST or QG_D_ENUM_MEMBER */
+    int depth;                  /* parser: 1 for a leaf, else 1 + deepest operand */
 };
+
+/* Operators nest at most this deep (the parser says so past it). */
+#define QG_MAX_EXPR_DEPTH 256
 
 /* ---- types --------------------------------------------------------------- */
 

@@ -728,6 +728,31 @@ static qg_type *parse_bounded(yyscan_t scanner, qg_type_kind kind,
     return t;
 }
 
+static int parse_depth(const qg_expr *e)
+{
+    return e == NULL ? 0 : e->depth > 0 ? e->depth : 1;
+}
+
+/*
+ * Sema walks expressions recursively, so their depth is bounded here: a
+ * chain like 0+0+...+0 of a hundred thousand terms would otherwise
+ * overflow its stack.  Past the limit the expression is reported once and
+ * replaced by the literal 0, which stops it growing.
+ */
+static qg_expr *parse_depth_check(yyscan_t scanner, qg_expr *e)
+{
+    if (e->depth <= QG_MAX_EXPR_DEPTH)
+        return e;
+    if (e->depth == QG_MAX_EXPR_DEPTH + 1)
+        qg_error(PROG, e->loc, "expression nested more than %d deep",
+                 QG_MAX_EXPR_DEPTH);
+    e->kind = QG_E_INT;
+    e->lit = 0;
+    e->lhs = e->rhs = NULL;
+    e->depth = QG_MAX_EXPR_DEPTH + 2;   /* stays over: no second error */
+    return e;
+}
+
 static qg_expr *parse_binary(yyscan_t scanner, int op, qg_expr *lhs,
                              qg_expr *rhs, const qg_yyltype *loc)
 {
@@ -738,7 +763,8 @@ static qg_expr *parse_binary(yyscan_t scanner, int op, qg_expr *lhs,
     e->op = op;
     e->lhs = lhs;
     e->rhs = rhs;
-    return e;
+    e->depth = 1 + (parse_depth(lhs) > parse_depth(rhs) ? parse_depth(lhs) : parse_depth(rhs));
+    return parse_depth_check(scanner, e);
 }
 
 static qg_expr *parse_unary(yyscan_t scanner, int op, qg_expr *operand,
@@ -750,7 +776,8 @@ static qg_expr *parse_unary(yyscan_t scanner, int op, qg_expr *operand,
     e->loc = parse_loc(CTX, loc);
     e->op = op;
     e->lhs = operand;
-    return e;
+    e->depth = 1 + parse_depth(operand);
+    return parse_depth_check(scanner, e);
 }
 
 static qg_field *parse_field(yyscan_t scanner, qg_type *type,

@@ -44,6 +44,7 @@ __extension__ typedef unsigned __int128 sema_uint;
 
 #define SEMA_MAX_BOUND 4294967295u      /* string/bytes/list bounds */
 #define SEMA_MAX_ARRAY 1048576u         /* fixed array lengths */
+#define SEMA_MAX_CHAIN 1000             /* constants defined through constants */
 
 /* decl->state values of the evaluation phase */
 enum { SEMA_UNSEEN, SEMA_BUSY, SEMA_DONE, SEMA_FAILED };
@@ -689,6 +690,35 @@ overflow:
 }
 
 /* The value of a constant or an enum member, computed on first use. */
+/*
+ * A member without a value is its predecessor plus one.  Evaluating the
+ * predecessors first, front to back, keeps a long run of such members
+ * from recursing once per member.
+ */
+static void sema_value_implicit_chain(sema *s, qg_decl *d)
+{
+    qg_decl **run = NULL, *q;
+    size_t n = 0, cap = 0, i;
+    sema_int v;
+
+    for (q = sema_map_find(&s->prev, NULL, sema_ptrkey(d));
+         q && q->state != SEMA_DONE && q->state != SEMA_FAILED && q->state != SEMA_BUSY;
+         q = q->value ? NULL : sema_map_find(&s->prev, NULL, sema_ptrkey(q))) {
+        if (n == cap) {
+            qg_decl **nr;
+
+            cap = cap ? cap * 2 : 16;
+            nr = qg_alloc(s->p, cap * sizeof *nr);
+            if (n)
+                memcpy(nr, run, n * sizeof *nr);
+            run = nr;
+        }
+        run[n++] = q;
+    }
+    for (i = n; i > 0; i--)
+        sema_value(s, run[i - 1], &v);
+}
+
 static bool sema_value(sema *s, qg_decl *d, sema_int *v)
 {
     sema_int r = 0;
@@ -712,6 +742,15 @@ static bool sema_value(sema *s, qg_decl *d, sema_int *v)
         /* every member of the cycle fails; only this one says so */
         return false;
     }
+    /* evaluation recurses through references: bound it (qidl(5), LIMITS) */
+    if (s->depth >= SEMA_MAX_CHAIN) {
+        qg_error(s->p, d->loc, "the value of %s '%s' is defined through more "
+                 "than %d other constants", sema_kind_word(d), d->name, SEMA_MAX_CHAIN);
+        d->state = SEMA_FAILED;
+        return false;
+    }
+    if (d->kind == QG_D_ENUM_MEMBER && !d->value)
+        sema_value_implicit_chain(s, d);
     d->state = SEMA_BUSY;
     sema_push(s, d);
     if (d->kind == QG_D_CONST) {
