@@ -36,6 +36,8 @@ extern "C" {
 typedef struct qrpc_node qrpc_node;
 typedef struct qrpc_client qrpc_client;
 typedef struct qrpc_ctx qrpc_ctx;
+typedef struct qrpc_channel qrpc_channel;
+typedef struct qrpc_request qrpc_request;
 
 /* ---- service descriptions (emitted by qrpcgen) --------------------------- */
 
@@ -71,12 +73,18 @@ typedef int (*qrpc_dispatch_fn)(qrpc_ctx *ctx, const void *handlers,
 
 /* Limits in brackets; a value outside them is QRPC_EINVAL. */
 typedef struct qrpc_node_config {
-    const char *listen;                 /* address to serve on; NULL: local only */
-    unsigned workers;                   /* handler threads (0: 2) [<= 1024] */
-    uint32_t max_message;               /* largest message, bytes (0: 64 MiB) [>= 1024] */
-    uint32_t max_inflight;              /* calls in flight per link (0: 1024) [<= 2^20] */
+    const char *listen;                 /* "host:port" to serve on (port 0: any);
+                                           NULL: serve local calls only */
+    unsigned workers;                   /* handler threads (0: 2) */
+    uint32_t max_message;               /* largest message in bytes (0: 64 MiB) */
+    uint32_t max_inflight;              /* calls in flight per connection (0: 1024) */
     uint32_t timeout_ms;                /* default call deadline (0: 30000) */
-    unsigned max_depth;                 /* nesting of recursive types (0: 64) [<= 1024] */
+    unsigned max_depth;                 /* nesting of recursive types (0: 64) */
+    uint32_t max_frame;                 /* frame payload on the wire (0: 64 KiB) */
+    uint32_t stall_timeout_ms;          /* a peer that leaves a frame unfinished
+                                           this long is dropped (0: 30000) */
+    void (*log)(void *arg, const char *line);   /* NULL: lines go to stderr */
+    void *log_arg;
 } qrpc_node_config;
 
 /* Fills cfg with the defaults above. */
@@ -89,6 +97,13 @@ void qrpc_node_config_init(qrpc_node_config *cfg);
  * TCP transport).  On error *out is NULL.
  */
 int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out);
+
+/*
+ * The address the node listens on, port included ("127.0.0.1:40213" when
+ * cfg.listen asked for port 0), or NULL when it does not listen.  Valid
+ * until the node is destroyed.
+ */
+const char *qrpc_node_address(const qrpc_node *n);
 
 /*
  * Stops the node: calls still waiting fail with QRPC_ECLOSED, services are
@@ -193,6 +208,49 @@ typedef void (*qrpc_done_fn)(int status, qrpc_reader *results,
  */
 int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
                     qrpc_done_fn done, void (*fn)(void), void *arg);
+
+/* ---- channels: raw requests --------------------------------------------- */
+
+/*
+ * Serves desc on node n without dispatch functions or handlers: every
+ * request for it, local or remote, is queued in the returned channel (the
+ * RpcChannel), from which qrpc_recv_request() takes it, with its argument
+ * bytes still encoded, and qrpc_send_response() answers it.  For programs
+ * that handle raw messages themselves.  desc must outlive the channel.
+ * Errors as qrpc_serve().
+ */
+int qrpc_channel_open(qrpc_node *n, const qrpc_service_desc *desc, qrpc_channel **out);
+
+/*
+ * Withdraws the service, answers the requests still queued with
+ * QRPC_ECLOSED, wakes the threads waiting in qrpc_recv_request() (they
+ * return QRPC_ECLOSED), waits for them to leave, and frees the channel.
+ * Requests already taken can still be answered.  Close a node's channels
+ * before destroying the node.  NULL is ignored.
+ */
+void qrpc_channel_close(qrpc_channel *ch);
+
+/*
+ * Takes the oldest queued request, waiting up to timeout_ms for one (-1:
+ * for ever; 0: not at all).  QRPC_ETIMEDOUT when none came, QRPC_ECLOSED
+ * once the channel is closing.  The request is the caller's until it is
+ * given to qrpc_send_response().
+ */
+int qrpc_recv_request(qrpc_channel *ch, int timeout_ms, qrpc_request **out);
+
+uint32_t qrpc_request_method(const qrpc_request *r);
+uint64_t qrpc_request_client_id(const qrpc_request *r);
+/* A reader over the request's encoded arguments, valid while r is held. */
+void qrpc_request_args(const qrpc_request *r, qrpc_reader *out);
+
+/*
+ * Answers r with status (0, a positive application error, or a negative
+ * QRPC_E* code) and, when status is 0, the encoded results (results may be
+ * NULL for none).  Takes r and *results in every case.  The reply of a
+ * oneway method is dropped.  Returns QRPC_EINVAL for a NULL r, else 0: a
+ * caller that has gone away (timed out, disconnected) is not an error.
+ */
+int qrpc_send_response(qrpc_request *r, int status, qrpc_buf *results);
 
 /* ---- errors ------------------------------------------------------------ */
 

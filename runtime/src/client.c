@@ -2,8 +2,9 @@
  * client.c - clients and the calls made on them: qrpc_client_create(),
  * qrpc_call() and qrpc_call_async().  A call is checked against the
  * client's own view of the service (method known, oneway or not), gets its
- * deadline, and is handed to the FrontEnd of the client's destination
- * (transport.h); only destination "local" exists so far.
+ * deadline and sequence number, and is handed to the FrontEnd of the
+ * client's destination (transport.h): "local", or the TCP FrontEnd of a
+ * "host:port" that every client of that address shares.
  *
  * Client ids are drawn here too: a random 64-bit base per process
  * incarnation plus a counter, so that the at-most-once machinery to come
@@ -31,7 +32,7 @@ static uint64_t client_mix(uint64_t x)      /* splitmix64's finaliser */
     return x ^ (x >> 31);
 }
 
-static uint64_t client_id_seed(void)
+uint64_t qrpc__random64(void)
 {
     struct timespec ts;
     uint64_t seed = 0;
@@ -54,7 +55,7 @@ static uint64_t client_id_seed(void)
 /* Also the fork child handler: a child is a new incarnation. */
 static void client_id_reseed(void)
 {
-    atomic_store(&client_id_next, client_id_seed());
+    atomic_store(&client_id_next, qrpc__random64());
 }
 
 static void client_id_init(void)
@@ -81,29 +82,32 @@ int qrpc_client_create(qrpc_node *n, const char *target,
                        const qrpc_service_desc *desc, qrpc_client **out)
 {
     qrpc_client *c;
-    int rc;
+    int rc = 0;
 
     if (out == NULL)
         return QRPC_EINVAL;
     *out = NULL;
     if (n == NULL || qrpc__desc_check(desc) != 0)
         return QRPC_EINVAL;
-    /* Network destinations get their FrontEnds with the TCP transport. */
-    if (target != NULL && strcmp(target, "local") != 0)
-        return QRPC_EADDR;
     if (atomic_load(&n->closed))
         return QRPC_ECLOSED;
 
     c = calloc(1, sizeof *c);
     if (c == NULL)
         return QRPC_ENOMEM;
+    if (target == NULL || strcmp(target, "local") == 0)
+        c->fe = &n->local;
+    else
+        rc = qrpc__node_fe(n, target, &c->fe);
+    if (rc != 0)
+        goto fail;
     rc = qrpc__mtab_build(&c->methods, desc->methods, desc->n_methods);
     if (rc != 0)
         goto fail;
     qrpc__svc_key_init(&c->key, desc->name, strlen(desc->name), desc->version);
     c->node = n;
-    c->fe = &n->local;
     c->id = client_id_new();
+    atomic_init(&c->next_seq, 0);
     atomic_init(&c->timeout_ms, 0);
     atomic_fetch_add(&n->refs, 1);
     *out = c;
@@ -160,6 +164,7 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
     call->method = method;
     call->flags = m->flags;
     call->client_id = c->id;
+    call->seq = atomic_fetch_add_explicit(&c->next_seq, 1, memory_order_relaxed) + 1;
     timeout *= 1000000u;
     now = qrpc__now_ns(c->node);
     call->deadline_ns = now > UINT64_MAX - timeout ? UINT64_MAX : now + timeout;
@@ -168,8 +173,15 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
     return 0;
 }
 
-/* What a synchronous call waits for. */
+/*
+ * What a synchronous call waits for.  A local call has completed when
+ * qrpc__fe_call() returns; a remote one completes on the I/O thread,
+ * which signals here (and never touches w after unlocking: the caller's
+ * stack frame goes away as soon as it sees done).
+ */
 typedef struct client_sync {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
     int status;
     bool done;
 } client_sync;
@@ -181,13 +193,16 @@ static void client_sync_done(int status, qrpc_reader *results,
 
     (void)results;              /* already in the caller's reply buffer */
     (void)fn;
+    pthread_mutex_lock(&w->lock);
     w->status = status;
     w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
 {
-    client_sync w = { QRPC_EINVAL, false };
+    client_sync w;
     qrpc__call call;
     int rc;
 
@@ -210,17 +225,24 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     } else {
         call.reply = reply;
     }
+    w.status = QRPC_EUNKNOWN;
+    w.done = false;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
     call.done = client_sync_done;
     call.fn = NULL;
     call.arg = &w;
     rc = qrpc__fe_call(c->fe, &call);
-    /*
-     * Known limit: the only FrontEnd, local, has run done by now.  The TCP
-     * FrontEnd completes from its own thread; it brings the wait on w that
-     * goes here.
-     */
-    if (rc == 0)
-        rc = w.done ? w.status : QRPC_EUNKNOWN;
+    if (rc == 0) {
+        /* every FrontEnd completes a started call by its deadline */
+        pthread_mutex_lock(&w.lock);
+        while (!w.done)
+            pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+        rc = w.status;
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
 
 out:
     qrpc_buf_free(args);        /* empty already if the FrontEnd took it */

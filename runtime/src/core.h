@@ -23,11 +23,15 @@
 /* Limits on what qrpc_serve() and qrpc_client_create() accept. */
 #define QRPC__MAX_METHODS (1u << 20)
 
+/* The longest address text, "[v6 address]:port" with room to spare. */
+#define QRPC__ADDR_MAX 128
+
 /* Limits of qrpc_node_config (qrpc(3), LIMITS). */
 #define QRPC__MAX_WORKERS      1024u
 #define QRPC__MIN_MESSAGE      1024u
 #define QRPC__MAX_INFLIGHT     (1u << 20)
 #define QRPC__MAX_DEPTH        1024u
+#define QRPC__MAX_FRAME        (16u << 20)
 
 /* ---- service identity --------------------------------------------------- */
 
@@ -96,7 +100,8 @@ static inline const qrpc__mslot *qrpc__mtab_find(const qrpc__mtab *t, uint32_t i
 typedef struct qrpc__svc {
     qrpc__svc_key key;          /* name points into desc */
     const qrpc_service_desc *desc;
-    const qrpc_dispatch_fn *dispatch;
+    const qrpc_dispatch_fn *dispatch;   /* NULL for a channel's service */
+    qrpc_channel *channel;      /* qrpc_channel_open(): requests queue here */
     const void *handlers;
     void *state;
     qrpc__mtab methods;
@@ -112,6 +117,11 @@ typedef struct qrpc__svctab {
     size_t count;
     qrpc__svc *slot[];
 } qrpc__svctab;
+
+/* qrpc_serve() for both kinds of service: dispatch functions or a channel. */
+int qrpc__serve(qrpc_node *n, const qrpc_service_desc *desc,
+                const qrpc_dispatch_fn *dispatch, const void *handlers,
+                void *state, qrpc_channel *channel);
 
 /* An empty table for a new node; QRPC_ENOMEM as NULL. */
 qrpc__svctab *qrpc__services_new(void);
@@ -135,9 +145,31 @@ struct qrpc_node {
      * destination, will be listed beside it by the TCP transport.
      */
     qrpc__fe local;
+    /* the FrontEnds of remote destinations, one per address, under fe_lock */
+    pthread_mutex_t fe_lock;
+    struct qrpc__fe_entry *fes;
+    /* the network side (net.h): NULL until needed */
+    struct qrpc__io *io;
+    struct qrpc__work *work;
+    uint64_t incarnation;       /* random per node: tells a restarted peer apart */
+    char address[QRPC__ADDR_MAX];   /* what it listens on, or "" */
+    int spare_fd;               /* given up when out of descriptors (tcp.c) */
     uint64_t (*now)(void *arg); /* testing.h; NULL: CLOCK_MONOTONIC */
     void *now_arg;
 };
+
+/* One remote destination's FrontEnd; lives as long as the node. */
+typedef struct qrpc__fe_entry {
+    struct qrpc__fe_entry *next;
+    char addr[QRPC__ADDR_MAX];
+    qrpc__fe fe;
+} qrpc__fe_entry;
+
+/* The FrontEnd for addr, created on first use: QRPC_EADDR, QRPC_ENOMEM. */
+int qrpc__node_fe(qrpc_node *n, const char *addr, qrpc__fe **out);
+
+/* 64 random bits (getrandom, or time and pid when it has none). */
+uint64_t qrpc__random64(void);
 
 /* Drops one reference; the last frees the node. */
 void qrpc__node_unref(qrpc_node *n);
@@ -165,6 +197,21 @@ struct qrpc_ctx {
 /* True while the calling thread runs a handler (of any node). */
 bool qrpc__in_handler(void);
 
+/*
+ * How a request that a channel took (and answers later) is answered: the
+ * transport's respond function, with ctx_len bytes of its context, which
+ * the channel copies.  respond runs once, on the thread that calls
+ * qrpc_send_response() (or closes the channel); it takes results.
+ */
+typedef struct qrpc__responder {
+    void (*respond)(void *ctx, int status, qrpc_buf *results);
+    const void *ctx;
+    size_t ctx_len;
+} qrpc__responder;
+
+/* qrpc__dispatch(): the request went to a channel; respond comes later. */
+#define QRPC__DEFERRED (-1000)
+
 /* One request as every transport hands it to qrpc__dispatch(). */
 typedef struct qrpc__request {
     const qrpc__svc_key *svc;
@@ -173,7 +220,13 @@ typedef struct qrpc__request {
     uint64_t deadline_ns;       /* on qrpc__now_ns(n); UINT64_MAX: none */
     const uint8_t *args;        /* borrowed for the call; NULL if args_len is 0 */
     size_t args_len;
+    /* when not NULL, a channel may take *args_owned (== args) instead of copying */
+    uint8_t **args_owned;
+    const qrpc__responder *resp;        /* for channels */
 } qrpc__request;
+
+/* service.c -> channel.c: queue req for ch; QRPC__DEFERRED, or an error. */
+int qrpc__channel_defer(qrpc_channel *ch, const qrpc__request *req, uint32_t flags);
 
 /*
  * Runs one request on node n, on the calling thread: finds the service by
@@ -188,7 +241,9 @@ typedef struct qrpc__request {
  * or whatever negative code the dispatch function returned (QRPC_EDECODE:
  * the handler did not run).  On any status but 0 results is left empty.
  * A oneway method's results and application error are dropped: it returns
- * 0 once the handler has run.
+ * 0 once the handler has run.  For the service of a channel the request is
+ * queued there instead and QRPC__DEFERRED returned: req->resp answers it
+ * later (the oneway rule then applies in qrpc_send_response()).
  *
  * The local transport calls it from qrpc_call(); the TCP server will call
  * it from its workers.  Takes no lock: an rcu read section of the node.
@@ -203,6 +258,7 @@ struct qrpc_client {
     qrpc__svc_key key;
     qrpc__mtab methods;         /* the client's view: flags, known ids */
     uint64_t id;
+    atomic_uint_least64_t next_seq;     /* sequence numbers of its calls */
     atomic_uint timeout_ms;     /* 0: the node's default */
 };
 

@@ -1,22 +1,28 @@
 /*
  * node.c - the life of a node (one RpcService per process): its
  * configuration, creation, destruction and FrontEnds.  What the node serves
- * and the dispatch of calls are in service.c; clients in client.c.
+ * and the dispatch of calls are in service.c; clients in client.c; the
+ * network side (I/O thread, connections, workers) in io.c, conn.c, tcp.c
+ * and work.c.
  *
- * There are no threads yet: a local call runs on its caller's thread.
- * workers, max_inflight and listen are validated and kept for the network
- * transports.
+ * A node that only makes local calls has no thread at all.  Listening
+ * starts the I/O thread and the workers at once; the first client of a
+ * remote destination starts the I/O thread.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-#include "core.h"
+#include "net.h"
 #include "testing.h"
 
 #define NODE_DEFAULT_WORKERS      2u
 #define NODE_DEFAULT_MAX_MESSAGE  (64u << 20)
 #define NODE_DEFAULT_MAX_INFLIGHT 1024u
 #define NODE_DEFAULT_TIMEOUT_MS   30000u
+#define NODE_DEFAULT_STALL_MS     30000u
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
 static _Noreturn void node_panic(const char *msg)
@@ -33,6 +39,10 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->max_inflight = NODE_DEFAULT_MAX_INFLIGHT;
     cfg->timeout_ms = NODE_DEFAULT_TIMEOUT_MS;
     cfg->max_depth = QRPC_DEFAULT_MAX_DEPTH;
+    cfg->max_frame = QRPC__FRAME_DEFAULT;
+    cfg->stall_timeout_ms = NODE_DEFAULT_STALL_MS;
+    cfg->log = NULL;
+    cfg->log_arg = NULL;
 }
 
 /* out = in with every 0 replaced by its default, or an error. */
@@ -44,11 +54,13 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
     if (in->workers > QRPC__MAX_WORKERS ||
         (in->max_message != 0 && in->max_message < QRPC__MIN_MESSAGE) ||
         in->max_inflight > QRPC__MAX_INFLIGHT ||
-        in->max_depth > QRPC__MAX_DEPTH)
+        in->max_depth > QRPC__MAX_DEPTH ||
+        (in->max_frame != 0 && (in->max_frame < QRPC__FRAME_MIN ||
+                                in->max_frame > QRPC__MAX_FRAME)))
         return QRPC_EINVAL;
-    /* Serving on an address needs the TCP transport, which is not here yet. */
-    if (in->listen != NULL)
-        return QRPC_EADDR;
+    out->listen = in->listen;
+    out->log = in->log;
+    out->log_arg = in->log_arg;
     if (in->workers != 0)
         out->workers = in->workers;
     if (in->max_message != 0)
@@ -59,7 +71,25 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         out->timeout_ms = in->timeout_ms;
     if (in->max_depth != 0)
         out->max_depth = in->max_depth;
+    if (in->max_frame != 0)
+        out->max_frame = in->max_frame;
+    if (in->stall_timeout_ms != 0)
+        out->stall_timeout_ms = in->stall_timeout_ms;
     return 0;
+}
+
+/* Listening: the I/O thread, the workers and the socket. */
+static int node_listen(qrpc_node *n)
+{
+    int rc;
+
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    rc = qrpc__io_start(n);
+    if (rc == 0)
+        rc = qrpc__work_start(n);
+    if (rc == 0)
+        rc = qrpc__tcp_listen(n);
+    return rc;
 }
 
 int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
@@ -95,6 +125,24 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
     rc = qrpc__fe_init(&n->local, &qrpc__tran_local, n, "local");
     if (rc != 0)
         goto fail_tab;
+    n->spare_fd = -1;
+    n->incarnation = qrpc__random64();
+    if (pthread_mutex_init(&n->fe_lock, NULL) != 0) {
+        rc = QRPC_ENOMEM;
+        goto fail_tab;
+    }
+    if (n->cfg.listen != NULL) {
+        rc = node_listen(n);
+        if (rc != 0) {
+            qrpc__work_stop(n);
+            qrpc__io_stop(n);
+            if (n->spare_fd >= 0)
+                close(n->spare_fd);
+            pthread_mutex_destroy(&n->fe_lock);
+            goto fail_tab;
+        }
+    }
+    n->cfg.listen = n->address[0] != '\0' ? n->address : NULL;
     *out = n;
     return 0;
 
@@ -111,6 +159,7 @@ fail_free:
 
 void qrpc_node_destroy(qrpc_node *n)
 {
+    qrpc__fe_entry *e;
     qrpc__svctab *tab;
 
     if (n == NULL)
@@ -124,6 +173,17 @@ void qrpc_node_destroy(qrpc_node *n)
     tab = atomic_load(&n->services);
     pthread_mutex_unlock(&n->lock);
     qrpc__fe_close(&n->local);
+    pthread_mutex_lock(&n->fe_lock);
+    for (e = n->fes; e != NULL; e = e->next)
+        qrpc__fe_close(&e->fe);
+    pthread_mutex_unlock(&n->fe_lock);
+    /*
+     * Requests being run finish and are answered; queued ones are answered
+     * QRPC_ECLOSED; then every connection closes, and calls still waiting
+     * on one complete with QRPC_ECLOSED.
+     */
+    qrpc__work_stop(n);
+    qrpc__io_stop(n);
     /*
      * Every dispatch that saw closed == 0 has returned after this; every
      * later one answers QRPC_ECLOSED without reading the table.
@@ -136,9 +196,19 @@ void qrpc_node_destroy(qrpc_node *n)
 
 void qrpc__node_unref(qrpc_node *n)
 {
+    qrpc__fe_entry *e, *next;
+
     if (atomic_fetch_sub(&n->refs, 1) != 1)
         return;
     qrpc__fe_fini(&n->local);
+    for (e = n->fes; e != NULL; e = next) {
+        next = e->next;
+        qrpc__fe_fini(&e->fe);
+        free(e);
+    }
+    pthread_mutex_destroy(&n->fe_lock);
+    if (n->spare_fd >= 0)
+        close(n->spare_fd);
     pthread_mutex_destroy(&n->lock);
     qrpc__rcu_fini(&n->rcu);
     free(n);
@@ -148,4 +218,46 @@ void qrpc__node_set_clock(qrpc_node *n, uint64_t (*now_ns)(void *arg), void *arg
 {
     n->now = now_ns;
     n->now_arg = arg;
+}
+
+const char *qrpc_node_address(const qrpc_node *n)
+{
+    return n != NULL && n->address[0] != '\0' ? n->address : NULL;
+}
+
+int qrpc__node_fe(qrpc_node *n, const char *addr, qrpc__fe **out)
+{
+    qrpc__fe_entry *e;
+    int rc = 0;
+
+    if (strlen(addr) >= QRPC__ADDR_MAX)
+        return QRPC_EADDR;
+    pthread_mutex_lock(&n->fe_lock);
+    for (e = n->fes; e != NULL; e = e->next)
+        if (strcmp(e->addr, addr) == 0)
+            break;
+    if (e == NULL) {
+        e = calloc(1, sizeof *e);
+        if (e == NULL) {
+            rc = QRPC_ENOMEM;
+            goto out;
+        }
+        snprintf(e->addr, sizeof e->addr, "%s", addr);
+        rc = qrpc__fe_init(&e->fe, &qrpc__tran_tcp, n, addr);
+        if (rc == 0)
+            rc = qrpc__io_start(n);
+        if (rc != 0) {
+            if (e->fe.data != NULL)
+                qrpc__fe_fini(&e->fe);
+            free(e);
+            goto out;
+        }
+        e->next = n->fes;
+        n->fes = e;
+    }
+    *out = &e->fe;
+
+out:
+    pthread_mutex_unlock(&n->fe_lock);
+    return rc;
 }

@@ -176,10 +176,7 @@ int qrpc_serve(qrpc_node *n, const qrpc_service_desc *desc,
                const qrpc_dispatch_fn *dispatch, const void *handlers,
                void *state)
 {
-    qrpc__svc *svc = NULL;
-    qrpc__svctab *old = NULL, *tab;
     size_t i;
-    int rc;
 
     if (n == NULL || qrpc__desc_check(desc) != 0 ||
         (desc->n_methods != 0 && dispatch == NULL))
@@ -187,6 +184,17 @@ int qrpc_serve(qrpc_node *n, const qrpc_service_desc *desc,
     for (i = 0; i < desc->n_methods; i++)
         if (dispatch[i] == NULL)
             return QRPC_EINVAL;
+    return qrpc__serve(n, desc, dispatch, handlers, state, NULL);
+}
+
+int qrpc__serve(qrpc_node *n, const qrpc_service_desc *desc,
+                const qrpc_dispatch_fn *dispatch, const void *handlers,
+                void *state, qrpc_channel *channel)
+{
+    qrpc__svc *svc = NULL;
+    qrpc__svctab *old = NULL, *tab;
+    int rc;
+
     /* It would wait (below) for the very call that is running it. */
     if (qrpc__in_handler())
         return QRPC_EBUSY;
@@ -197,6 +205,7 @@ int qrpc_serve(qrpc_node *n, const qrpc_service_desc *desc,
     qrpc__svc_key_init(&svc->key, desc->name, strlen(desc->name), desc->version);
     svc->desc = desc;
     svc->dispatch = dispatch;
+    svc->channel = channel;
     svc->handlers = handlers;
     svc->state = state;
     rc = qrpc__mtab_build(&svc->methods, desc->methods, desc->n_methods);
@@ -302,6 +311,12 @@ int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results)
      */
     if (qrpc__now_ns(n) > req->deadline_ns) {
         status = QRPC_ETIMEDOUT;
+        goto out;
+    }
+
+    if (svc->channel != NULL) {
+        status = req->resp != NULL ? qrpc__channel_defer(svc->channel, req, m->flags)
+                                   : QRPC_ENOMETHOD;
         goto out;
     }
 

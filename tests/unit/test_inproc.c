@@ -1039,9 +1039,12 @@ END_TEST
 
 START_TEST(test_targets)
 {
+    /* creating a client dials nothing: the first call does */
+    static const char *good[] = { "127.0.0.1:8080", "[::1]:8080", "localhost:1" };
     static const char *bad[] = {
-        "127.0.0.1:8080", "[::1]:8080", "bank.example.com:443", "localhost:1",
-        "", "LOCAL", "local ", "tcp://10.0.0.1:1",
+        "", "LOCAL", "local ", "tcp://127.0.0.1:1", "127.0.0.1", "127.0.0.1:",
+        "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:80x",
+        "::1:80", "[::1]", "[::1:80",
     };
     qrpc_client *c = (qrpc_client *)&c;
     size_t i;
@@ -1050,6 +1053,10 @@ START_TEST(test_targets)
         ck_assert_msg(qrpc_client_create(node, bad[i], &calc_desc, &c) == QRPC_EADDR,
                       "%s", bad[i]);
         ck_assert_ptr_null(c);
+    }
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ck_assert_msg(qrpc_client_create(node, good[i], &calc_desc, &c) == 0, "%s", good[i]);
+        qrpc_client_destroy(c);
     }
     ck_assert_int_eq(qrpc_client_create(node, "local", &calc_desc, &c), 0);
     qrpc_client_destroy(c);
@@ -1099,8 +1106,19 @@ START_TEST(test_config)
     BAD_CONFIG(max_message, 1, QRPC_EINVAL);
     BAD_CONFIG(max_inflight, (1u << 20) + 1, QRPC_EINVAL);
     BAD_CONFIG(max_depth, 1025, QRPC_EINVAL);
-    BAD_CONFIG(listen, "0.0.0.0:7000", QRPC_EADDR);
+    BAD_CONFIG(max_frame, 1023, QRPC_EINVAL);
+    BAD_CONFIG(max_frame, (16u << 20) + 1, QRPC_EINVAL);
+    BAD_CONFIG(listen, "nowhere", QRPC_EADDR);
+    BAD_CONFIG(listen, "127.0.0.1:65536", QRPC_EADDR);
 #undef BAD_CONFIG
+    /* listening on an ephemeral loopback port reports the port it got */
+    qrpc_node_config_init(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
+    ck_assert_ptr_nonnull(qrpc_node_address(n));
+    ck_assert(strncmp(qrpc_node_address(n), "127.0.0.1:", 10) == 0);
+    ck_assert_str_ne(qrpc_node_address(n), "127.0.0.1:0");
+    qrpc_node_destroy(n);
     ck_assert_int_eq(qrpc_node_create(NULL, NULL), QRPC_EINVAL);
 }
 END_TEST

@@ -1,0 +1,972 @@
+/*
+ * conn.c - one connection between two nodes: its send queue and writer,
+ * its reader's callbacks, and (for connections we dialled) the calls
+ * waiting for replies on it.
+ *
+ * Sending, as the original design has it: a sender pushes its message on
+ * a lock-free multi-producer queue and, if no thread is writing, becomes
+ * the writer and sends everything queued, gathering frames into one
+ * writev; otherwise it returns at once.  Unlike the original, a large
+ * message is not handed to a temporary thread: the writer cuts every
+ * message into frames and takes frames from the messages in turn, so a
+ * 64 MiB argument holds a small call back by one frame at most.  A write
+ * that would block leaves the writer role with the I/O thread, which
+ * resumes on EPOLLOUT.  No thread is ever created per message.
+ *
+ * Failure honesty: the writer marks a request sent (under the lock of the
+ * pending table) before the writev that may carry its first byte, and a
+ * failing connection is shut down before its pending calls are looked at.
+ * So a call found unmarked then was never sent (QRPC_EUNAVAILABLE), and
+ * every other gets QRPC_EUNKNOWN: it may have run.
+ *
+ * Threads: the reader and conn_tick run on the I/O thread only; the writer
+ * state belongs to whichever thread holds `writing`; the pending table and
+ * the deadline heap are under `lock`.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "net.h"
+
+#define CONN_IOV_MAX     64     /* iovecs in one writev */
+#define CONN_BATCH_BYTES (256u << 10)   /* payload bytes in one writev */
+#define CONN_READ_CHUNK  (256u << 10)
+
+/* One frame of the current writev batch. */
+typedef struct conn_frame {
+    qrpc__omsg *msg;
+    uint8_t hdr[QRPC__FRAME_HDR];   /* a DATA frame's header */
+    int iov_end;                /* index after this frame's last iovec */
+} conn_frame;
+
+struct qrpc__conn {
+    qrpc_node *node;
+    int fd;
+    qrpc__conn_role role;
+    char peer[64];
+    atomic_uint refs;
+    atomic_bool dead;
+
+    /* the I/O thread's */
+    qrpc__rx *rx;
+    uint64_t progress_ns;       /* when the reader last completed a frame or got bytes */
+    bool hello_seen;
+
+    /* what the peer's HELLO said; read by writers */
+    atomic_uint peer_max_frame;
+    atomic_uint peer_max_message;
+
+    /* the send queue: a Treiber stack the writer empties in one exchange */
+    _Atomic(qrpc__omsg *) queue;
+    atomic_int writing;
+
+    /* the writer's: messages being sent (round robin) and the batch */
+    qrpc__omsg *ring;           /* circular, singly linked through next */
+    struct iovec iov[CONN_IOV_MAX];
+    int iov_n, iov_pos;
+    conn_frame frames[CONN_IOV_MAX / 2];
+    int f_n, f_pos;
+
+    /* calls waiting for replies (client role), under lock */
+    pthread_mutex_t lock;
+    qrpc__pcall **ptab;
+    uint32_t pmask;
+    uint32_t pcount;
+    qrpc__pcall **heap;
+    size_t heap_n, heap_cap;
+    atomic_uint next_stream;
+
+    /* requests being served (server role) */
+    atomic_uint inflight;
+};
+
+static const qrpc__rx_ops conn_rx_ops;
+
+/* ---- references --------------------------------------------------------- */
+
+static void conn_free_list(qrpc__omsg *m)
+{
+    while (m != NULL) {
+        qrpc__omsg *next = m->next;
+
+        free(m->body);
+        free(m);
+        m = next;
+    }
+}
+
+static void conn_free_ring(qrpc__conn *c)
+{
+    qrpc__omsg *m, *next;
+
+    if (c->ring == NULL)
+        return;
+    m = c->ring->next;
+    c->ring->next = NULL;       /* break the circle */
+    for (; m != NULL; m = next) {
+        next = m->next;
+        free(m->body);
+        free(m);
+    }
+    c->ring = NULL;
+}
+
+void qrpc__conn_ref(qrpc__conn *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
+
+void qrpc__conn_unref(qrpc__conn *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    qrpc__rx_free(c->rx);
+    conn_free_list(atomic_load(&c->queue));
+    conn_free_ring(c);
+    free(c->ptab);
+    free(c->heap);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int qrpc__conn_fd(const qrpc__conn *c)
+{
+    return c->fd;
+}
+
+bool qrpc__conn_dead(const qrpc__conn *c)
+{
+    return atomic_load(&c->dead);
+}
+
+/* ---- pending calls: a hash table by stream and a heap by deadline ---------- */
+
+static int conn_ptab_grow(qrpc__conn *c)
+{
+    uint32_t ncap = c->pmask ? (c->pmask + 1) * 2 : 64, i;
+    qrpc__pcall **nt = calloc(ncap, sizeof *nt);
+
+    if (nt == NULL)
+        return QRPC_ENOMEM;
+    for (i = 0; c->ptab != NULL && i <= c->pmask; i++) {
+        qrpc__pcall *p = c->ptab[i], *next;
+
+        for (; p != NULL; p = next) {
+            next = p->hnext;
+            p->hnext = nt[p->stream & (ncap - 1)];
+            nt[p->stream & (ncap - 1)] = p;
+        }
+    }
+    free(c->ptab);
+    c->ptab = nt;
+    c->pmask = ncap - 1;
+    return 0;
+}
+
+static qrpc__pcall *conn_ptab_find(qrpc__conn *c, uint32_t stream)
+{
+    qrpc__pcall *p;
+
+    if (c->ptab == NULL)
+        return NULL;
+    for (p = c->ptab[stream & c->pmask]; p != NULL; p = p->hnext)
+        if (p->stream == stream)
+            return p;
+    return NULL;
+}
+
+static void conn_ptab_remove(qrpc__conn *c, qrpc__pcall *pc)
+{
+    qrpc__pcall **pp = &c->ptab[pc->stream & c->pmask];
+
+    while (*pp != pc)
+        pp = &(*pp)->hnext;
+    *pp = pc->hnext;
+    c->pcount--;
+}
+
+static void conn_heap_swap(qrpc__conn *c, size_t a, size_t b)
+{
+    qrpc__pcall *t = c->heap[a];
+
+    c->heap[a] = c->heap[b];
+    c->heap[b] = t;
+    c->heap[a]->heap_pos = a;
+    c->heap[b]->heap_pos = b;
+}
+
+static void conn_heap_up(qrpc__conn *c, size_t i)
+{
+    while (i > 0 && c->heap[(i - 1) / 2]->deadline_ns > c->heap[i]->deadline_ns) {
+        conn_heap_swap(c, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void conn_heap_down(qrpc__conn *c, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+
+        if (l < c->heap_n && c->heap[l]->deadline_ns < c->heap[m]->deadline_ns)
+            m = l;
+        if (r < c->heap_n && c->heap[r]->deadline_ns < c->heap[m]->deadline_ns)
+            m = r;
+        if (m == i)
+            return;
+        conn_heap_swap(c, i, m);
+        i = m;
+    }
+}
+
+static void conn_heap_remove(qrpc__conn *c, qrpc__pcall *pc)
+{
+    size_t i = pc->heap_pos;
+
+    c->heap_n--;
+    if (i == c->heap_n)
+        return;
+    c->heap[i] = c->heap[c->heap_n];
+    c->heap[i]->heap_pos = i;
+    conn_heap_up(c, i);
+    conn_heap_down(c, c->heap[i]->heap_pos);
+}
+
+/* Adds pc to the table and the heap (lock held): QRPC_ENOMEM. */
+static int conn_pending_add(qrpc__conn *c, qrpc__pcall *pc)
+{
+    if ((c->pcount + 1) * 2 > c->pmask + 1 && conn_ptab_grow(c) != 0)
+        return QRPC_ENOMEM;
+    if (c->heap_n == c->heap_cap) {
+        size_t ncap = c->heap_cap ? c->heap_cap * 2 : 64;
+        qrpc__pcall **nh = realloc(c->heap, ncap * sizeof *nh);
+
+        if (nh == NULL)
+            return QRPC_ENOMEM;
+        c->heap = nh;
+        c->heap_cap = ncap;
+    }
+    pc->hnext = c->ptab[pc->stream & c->pmask];
+    c->ptab[pc->stream & c->pmask] = pc;
+    c->pcount++;
+    pc->heap_pos = c->heap_n;
+    c->heap[c->heap_n++] = pc;
+    conn_heap_up(c, pc->heap_pos);
+    return 0;
+}
+
+/* Removes and returns the call of stream (lock held), or NULL. */
+static qrpc__pcall *conn_pending_take(qrpc__conn *c, uint32_t stream)
+{
+    qrpc__pcall *pc = conn_ptab_find(c, stream);
+
+    if (pc != NULL) {
+        conn_ptab_remove(c, pc);
+        conn_heap_remove(c, pc);
+    }
+    return pc;
+}
+
+/* Completes a call and frees it.  body (malloc'd, may be NULL) is taken. */
+static void conn_complete(qrpc__conn *c, qrpc__pcall *pc, int status,
+                          uint8_t *body, uint32_t len)
+{
+    qrpc_reader r;
+
+    if (status != 0) {
+        free(body);
+        pc->done(status, NULL, pc->fn, pc->arg);
+    } else if (pc->reply != NULL) {
+        /* the caller's buffer takes the body as it is: no copy */
+        free(pc->reply->data);
+        pc->reply->data = body;
+        pc->reply->len = len;
+        pc->reply->cap = len;
+        qrpc_reader_init(&r, body, len);
+        r.max_depth = c->node->cfg.max_depth;
+        pc->done(0, &r, pc->fn, pc->arg);
+    } else {
+        qrpc_reader_init(&r, body, len);
+        r.max_depth = c->node->cfg.max_depth;
+        pc->done(0, &r, pc->fn, pc->arg);
+        free(body);
+    }
+    free(pc);
+}
+
+/* ---- failure ---------------------------------------------------------------- */
+
+void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
+{
+    qrpc__pcall *list = NULL, *pc, *next;
+    uint32_t i;
+
+    if (atomic_exchange(&c->dead, true))
+        return;
+    if (why != NULL)
+        qrpc__log(c->node, "closing connection %s %s: %s",
+                  c->role == QRPC__CONN_CLIENT ? "to" : "from", c->peer, why);
+    /* After this no writev can carry anything (see the top of the file). */
+    shutdown(c->fd, SHUT_RDWR);
+    qrpc__io_del(c->node, c->fd);
+    pthread_mutex_lock(&c->lock);
+    for (i = 0; c->ptab != NULL && i <= c->pmask; i++) {
+        for (pc = c->ptab[i]; pc != NULL; pc = next) {
+            next = pc->hnext;
+            pc->hnext = list;
+            list = pc;
+        }
+        c->ptab[i] = NULL;
+    }
+    c->pcount = 0;
+    c->heap_n = 0;
+    pthread_mutex_unlock(&c->lock);
+    for (pc = list; pc != NULL; pc = next) {
+        next = pc->hnext;
+        conn_complete(c, pc, pc->sent ? may_have_run : QRPC_EUNAVAILABLE, NULL, 0);
+    }
+}
+
+/* ---- the writer ----------------------------------------------------------------- */
+
+static void conn_push(qrpc__conn *c, qrpc__omsg *m)
+{
+    qrpc__omsg *head = atomic_load_explicit(&c->queue, memory_order_relaxed);
+
+    do
+        m->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&c->queue, &head, m,
+                                                  memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Moves the queued messages, oldest first, to the end of the ring. */
+static void conn_take_queue(qrpc__conn *c)
+{
+    qrpc__omsg *lifo = atomic_exchange_explicit(&c->queue, NULL, memory_order_acquire);
+    qrpc__omsg *fifo = NULL, *last;
+
+    if (lifo == NULL)
+        return;
+    last = lifo;
+    while (lifo != NULL) {
+        qrpc__omsg *next = lifo->next;
+
+        lifo->next = fifo;
+        fifo = lifo;
+        lifo = next;
+    }
+    /* fifo .. last, oldest first; splice after the ring's tail */
+    if (c->ring == NULL) {
+        last->next = fifo;
+    } else {
+        last->next = c->ring->next;
+        c->ring->next = fifo;
+    }
+    c->ring = last;
+}
+
+static bool conn_has_frames(const qrpc__omsg *m)
+{
+    return !m->first_built || m->body_off < m->body_len;
+}
+
+/* Removes a fully written message from the ring. */
+static void conn_ring_remove(qrpc__conn *c, qrpc__omsg *m)
+{
+    qrpc__omsg *prev = c->ring;
+
+    while (prev->next != m)
+        prev = prev->next;
+    if (prev == m) {
+        c->ring = NULL;
+    } else {
+        prev->next = m->next;
+        if (c->ring == m)
+            c->ring = prev;
+    }
+    free(m->body);
+    free(m);
+}
+
+/*
+ * Builds the next batch of frames, taking one frame from each message in
+ * turn.  Streams of requests whose first frame goes out in this batch are
+ * collected in sent[] so that they can be marked before the write.
+ */
+static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
+{
+    uint32_t max_frame = atomic_load_explicit(&c->peer_max_frame, memory_order_relaxed);
+    size_t bytes = 0;
+    bool any = true;
+
+    c->iov_n = c->iov_pos = c->f_n = c->f_pos = 0;
+    *n_sent = 0;
+    /* passes over the ring, oldest first, one frame per message a pass */
+    while (c->ring != NULL && any) {
+        qrpc__omsg *first = c->ring->next, *m = first;
+
+        any = false;
+        do {
+            conn_frame *f = &c->frames[c->f_n];
+            uint32_t chunk;
+            qrpc__fhdr h;
+
+            if (c->f_n == CONN_IOV_MAX / 2 || bytes >= CONN_BATCH_BYTES)
+                return c->iov_n;
+            if (!conn_has_frames(m)) {
+                m = m->next;
+                continue;
+            }
+            f->msg = m;
+            if (!m->first_built) {
+                uint32_t room = max_frame - (m->head_len - QRPC__FRAME_HDR);
+
+                chunk = m->body_len < room ? m->body_len : room;
+                h.type = m->type;
+                /* END marks the last frame of a message; control frames have no flags */
+                h.flags = chunk == m->body_len && (m->type == QRPC__F_REQUEST ||
+                                                   m->type == QRPC__F_REPLY)
+                              ? QRPC__FF_END : 0;
+                h.stream = m->stream;
+                h.len = m->head_len - QRPC__FRAME_HDR + chunk;
+                qrpc__fhdr_put(m->head, &h);
+                c->iov[c->iov_n].iov_base = m->head;
+                c->iov[c->iov_n++].iov_len = m->head_len;
+                m->first_built = true;
+                if (m->type == QRPC__F_REQUEST)
+                    sent[(*n_sent)++] = m->stream;
+            } else {
+                uint32_t left = m->body_len - m->body_off;
+
+                chunk = left < max_frame ? left : max_frame;
+                h.type = QRPC__F_DATA;
+                h.flags = chunk == left ? QRPC__FF_END : 0;
+                h.stream = m->stream;
+                h.len = chunk;
+                qrpc__fhdr_put(f->hdr, &h);
+                c->iov[c->iov_n].iov_base = f->hdr;
+                c->iov[c->iov_n++].iov_len = QRPC__FRAME_HDR;
+            }
+            if (chunk != 0) {
+                c->iov[c->iov_n].iov_base = m->body + m->body_off;
+                c->iov[c->iov_n++].iov_len = chunk;
+            }
+            m->body_off += chunk;
+            m->frames_out++;
+            f->iov_end = c->iov_n;
+            c->f_n++;
+            bytes += chunk + QRPC__FRAME_HDR;
+            any = true;
+            m = m->next;
+        } while (m != first);
+    }
+    return c->iov_n;
+}
+
+/* Marks the requests of streams sent (see the top of the file). */
+static void conn_mark_sent(qrpc__conn *c, const uint32_t *streams, int n)
+{
+    int i;
+
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&c->lock);
+    for (i = 0; i < n; i++) {
+        qrpc__pcall *pc = conn_ptab_find(c, streams[i]);
+
+        if (pc != NULL)
+            pc->sent = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Accounts for n written bytes: completes frames, frees finished messages. */
+static void conn_consume(qrpc__conn *c, size_t n)
+{
+    while (n > 0) {
+        struct iovec *v = &c->iov[c->iov_pos];
+
+        if (n < v->iov_len) {
+            v->iov_base = (uint8_t *)v->iov_base + n;
+            v->iov_len -= n;
+            break;
+        }
+        n -= v->iov_len;
+        c->iov_pos++;
+    }
+    while (c->f_pos < c->f_n && c->frames[c->f_pos].iov_end <= c->iov_pos) {
+        qrpc__omsg *m = c->frames[c->f_pos++].msg;
+
+        if (--m->frames_out == 0 && !conn_has_frames(m))
+            conn_ring_remove(c, m);
+    }
+}
+
+/*
+ * Writes while there is something to write and the socket takes it.  The
+ * caller holds the writer role; this either releases it (nothing left) or
+ * hands it to the I/O thread (the socket is full).
+ */
+static void conn_drain(qrpc__conn *c)
+{
+    uint32_t sent[CONN_IOV_MAX];
+    int n_sent;
+
+    for (;;) {
+        ssize_t w;
+
+        if (atomic_load(&c->dead)) {
+            conn_free_ring(c);
+            c->iov_n = c->iov_pos = c->f_n = c->f_pos = 0;
+            atomic_store(&c->writing, 0);
+            return;
+        }
+        if (c->iov_pos == c->iov_n) {
+            conn_take_queue(c);
+            if (conn_fill(c, sent, &n_sent) == 0) {
+                /* Nothing left: give up the role, then look once more. */
+                atomic_store(&c->writing, 0);
+                if (atomic_load(&c->queue) == NULL ||
+                    atomic_exchange(&c->writing, 1) != 0)
+                    return;
+                continue;
+            }
+            conn_mark_sent(c, sent, n_sent);
+        }
+        w = writev(c->fd, c->iov + c->iov_pos, c->iov_n - c->iov_pos);
+        if (w > 0) {
+            conn_consume(c, (size_t)w);
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            qrpc__io_want_write(c->node, c, true);
+            return;             /* the I/O thread holds the role now */
+        }
+        qrpc__conn_fail(c, QRPC_EUNKNOWN, w < 0 ? strerror(errno) : "write failed");
+    }
+}
+
+static void conn_send(qrpc__conn *c, qrpc__omsg *m)
+{
+    conn_push(c, m);
+    if (atomic_exchange(&c->writing, 1) == 0)
+        conn_drain(c);
+}
+
+void qrpc__conn_on_writable(qrpc__conn *c)
+{
+    qrpc__io_want_write(c->node, c, false);
+    conn_drain(c);
+}
+
+static qrpc__omsg *conn_omsg(uint8_t type, uint32_t stream)
+{
+    qrpc__omsg *m = calloc(1, sizeof *m);
+
+    if (m != NULL) {
+        m->type = type;
+        m->stream = stream;
+        m->head_len = QRPC__FRAME_HDR;
+    }
+    return m;
+}
+
+/* A control frame with a small payload (HELLO, PONG, GOAWAY). */
+static void conn_send_control(qrpc__conn *c, uint8_t type, uint32_t stream,
+                              const uint8_t *payload, uint32_t len)
+{
+    qrpc__omsg *m = conn_omsg(type, stream);
+
+    if (m == NULL) {
+        qrpc__conn_fail(c, QRPC_EUNKNOWN, "out of memory");
+        return;
+    }
+    memcpy(m->head + QRPC__FRAME_HDR, payload, len);
+    m->head_len += len;
+    conn_send(c, m);
+}
+
+/* ---- requests and replies ------------------------------------------------- */
+
+int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
+{
+    qrpc__reqhdr h;
+    qrpc__pcall *pc = NULL;
+    qrpc__omsg *m;
+    uint64_t now, left_ms;
+    bool oneway = (call->flags & QRPC_METHOD_ONEWAY) != 0;
+    int rc;
+
+    if (call->svc->name_len == 0 || call->svc->name_len > QRPC__NAME_MAX)
+        return QRPC_EINVAL;
+    if (call->args->len > atomic_load(&c->peer_max_message))
+        return QRPC_ETOOBIG;
+    m = conn_omsg(QRPC__F_REQUEST, 0);
+    if (m == NULL)
+        return QRPC_ENOMEM;
+    do
+        m->stream = atomic_fetch_add(&c->next_stream, 1);
+    while (m->stream == 0);
+    now = qrpc__now_ns(c->node);
+    memset(&h, 0, sizeof h);
+    h.body_len = (uint32_t)call->args->len;
+    h.method = call->method;
+    h.version = call->svc->version;
+    h.flags = call->flags;
+    h.client_id = call->client_id;
+    h.seq = call->seq;
+    left_ms = call->deadline_ns == UINT64_MAX ? 0
+            : call->deadline_ns <= now ? 1 : (call->deadline_ns - now + 999999) / 1000000;
+    h.deadline_ms = left_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)left_ms;
+    h.name_len = (uint16_t)call->svc->name_len;
+    memcpy(h.name, call->svc->name, call->svc->name_len);
+    m->head_len = QRPC__FRAME_HDR + (uint32_t)qrpc__reqhdr_put(m->head + QRPC__FRAME_HDR, &h);
+
+    if (!oneway) {
+        pc = calloc(1, sizeof *pc);
+        if (pc == NULL) {
+            free(m);
+            return QRPC_ENOMEM;
+        }
+        pc->stream = m->stream;
+        pc->flags = call->flags;
+        pc->deadline_ns = call->deadline_ns;
+        pc->done = call->done;
+        pc->fn = call->fn;
+        pc->arg = call->arg;
+        pc->reply = call->reply;
+        pthread_mutex_lock(&c->lock);
+        rc = atomic_load(&c->dead) ? QRPC_EUNAVAILABLE : conn_pending_add(c, pc);
+        pthread_mutex_unlock(&c->lock);
+        if (rc != 0) {
+            free(pc);
+            free(m);
+            return rc;
+        }
+        qrpc__io_wake(c->node, pc->deadline_ns);
+    }
+    /* The message takes the argument bytes as they are: no copy. */
+    m->body = call->args->data;
+    m->body_len = (uint32_t)call->args->len;
+    call->args->data = NULL;
+    call->args->len = call->args->cap = 0;
+    conn_send(c, m);
+    if (oneway)                 /* handed over: that is all a oneway call gets */
+        call->done(0, NULL, call->fn, call->arg);
+    return 0;
+}
+
+void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *results)
+{
+    qrpc__rephdr h;
+    qrpc__omsg *m;
+
+    if (atomic_load(&c->dead)) {
+        qrpc_buf_free(results);
+        return;
+    }
+    if (status == 0 && results->len > atomic_load(&c->peer_max_message))
+        status = QRPC_ETOOBIG;
+    m = conn_omsg(QRPC__F_REPLY, stream);
+    if (m == NULL) {
+        qrpc_buf_free(results);
+        qrpc__conn_fail(c, QRPC_EUNKNOWN, "out of memory");
+        return;
+    }
+    h.status = status;
+    h.body_len = status == 0 ? (uint32_t)results->len : 0;
+    qrpc__rephdr_put(m->head + QRPC__FRAME_HDR, &h);
+    m->head_len += QRPC__REPHDR_LEN;
+    if (status == 0) {
+        m->body = results->data;
+        m->body_len = (uint32_t)results->len;
+        results->data = NULL;
+        results->len = results->cap = 0;
+    }
+    qrpc_buf_free(results);
+    conn_send(c, m);
+}
+
+/* ---- the reader's callbacks (I/O thread) ------------------------------------- */
+
+static int conn_on_hello(void *owner, const qrpc__hello *h)
+{
+    qrpc__conn *c = owner;
+    uint32_t mf = h->max_frame < QRPC__FRAME_MIN ? QRPC__FRAME_MIN : h->max_frame;
+
+    /* never frames larger than our own limit either */
+    if (mf > c->node->cfg.max_frame)
+        mf = c->node->cfg.max_frame;
+    atomic_store(&c->peer_max_frame, mf);
+    atomic_store(&c->peer_max_message, h->max_message);
+    c->hello_seen = true;
+    return 0;
+}
+
+/*
+ * A reply's status comes from the peer: pass on only what a server can
+ * truthfully say about a call.  A peer claiming QRPC_EUNAVAILABLE ("never
+ * sent") for a request it received would make the caller believe a lie.
+ */
+static int conn_sane_status(int32_t s)
+{
+    switch (s) {
+    case QRPC_EDECODE: case QRPC_ETOOBIG: case QRPC_ETIMEDOUT:
+    case QRPC_ENOSERVICE: case QRPC_ENOMETHOD: case QRPC_ECLOSED:
+    case QRPC_EBUSY: case QRPC_EINTERNAL: case QRPC_ESTALE: case QRPC_EUNKNOWN:
+        return s;
+    default:
+        return s >= 0 ? s : QRPC_EPROTO;
+    }
+}
+
+static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
+{
+    qrpc__conn *c = owner;
+    qrpc__pcall *pc;
+    qrpc__job *job;
+
+    if (msg->type == QRPC__F_REPLY) {
+        if (c->role != QRPC__CONN_CLIENT) {
+            free(msg->body);
+            return QRPC_EPROTO;
+        }
+        pthread_mutex_lock(&c->lock);
+        pc = conn_pending_take(c, msg->stream);
+        pthread_mutex_unlock(&c->lock);
+        if (pc == NULL) {       /* timed out already, or never ours */
+            free(msg->body);
+            return 0;
+        }
+        conn_complete(c, pc, conn_sane_status(msg->rep.status), msg->body, msg->body_len);
+        return 0;
+    }
+    if (c->role != QRPC__CONN_SERVER) {
+        free(msg->body);
+        return QRPC_EPROTO;
+    }
+    if (atomic_load(&c->inflight) >= c->node->cfg.max_inflight) {
+        qrpc_buf none = { NULL, 0, 0 };
+
+        free(msg->body);
+        if (!(msg->req.flags & QRPC_METHOD_ONEWAY))
+            qrpc__conn_reply(c, msg->stream, QRPC_EBUSY, &none);
+        return 0;
+    }
+    job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        free(msg->body);
+        return QRPC_ENOMEM;
+    }
+    job->msg = *msg;
+    job->deadline_ns = msg->req.deadline_ms == 0 ? UINT64_MAX
+                     : qrpc__now_ns(c->node) + (uint64_t)msg->req.deadline_ms * 1000000u;
+    job->conn = c;
+    qrpc__conn_ref(c);
+    atomic_fetch_add(&c->inflight, 1);
+    qrpc__work_push(c->node, job);
+    return 0;
+}
+
+static int conn_on_ping(void *owner, uint32_t stream)
+{
+    conn_send_control(owner, QRPC__F_PONG, stream, NULL, 0);
+    return 0;
+}
+
+static int conn_on_pong(void *owner, uint32_t stream)
+{
+    (void)owner;
+    (void)stream;
+    return 0;
+}
+
+static int conn_on_goaway(void *owner, uint32_t reason)
+{
+    qrpc__conn *c = owner;
+
+    (void)reason;
+    /* The peer is closing; calls it may have received may have run. */
+    qrpc__conn_fail(c, QRPC_EUNKNOWN, NULL);
+    return 1;
+}
+
+static const qrpc__rx_ops conn_rx_ops = {
+    .on_hello = conn_on_hello,
+    .on_msg = conn_on_msg,
+    .on_ping = conn_on_ping,
+    .on_pong = conn_on_pong,
+    .on_goaway = conn_on_goaway,
+};
+
+void qrpc__conn_job_done(qrpc__conn *c)
+{
+    atomic_fetch_sub(&c->inflight, 1);
+}
+
+void qrpc__conn_on_readable(qrpc__conn *c)
+{
+    static _Thread_local uint8_t buf[CONN_READ_CHUNK];
+    size_t total = 0;
+
+    while (!atomic_load(&c->dead) && total < 4 * CONN_READ_CHUNK) {
+        const char *why = NULL;
+        ssize_t r = read(c->fd, buf, sizeof buf);
+        int rc;
+
+        if (r == 0) {
+            qrpc__conn_fail(c, QRPC_EUNKNOWN,
+                            c->role == QRPC__CONN_CLIENT ? "closed by the peer" : NULL);
+            return;
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            qrpc__conn_fail(c, QRPC_EUNKNOWN, strerror(errno));
+            return;
+        }
+        total += (size_t)r;
+        c->progress_ns = qrpc__now_ns(c->node);
+        rc = qrpc__rx_feed(c->rx, buf, (size_t)r, &why);
+        if (rc == QRPC_EPROTO) {
+            qrpc__conn_fail(c, QRPC_EUNKNOWN, why != NULL ? why : "protocol error");
+            return;
+        }
+        if (rc != 0) {
+            if (!atomic_load(&c->dead))
+                qrpc__conn_fail(c, QRPC_EUNKNOWN, rc == QRPC_ENOMEM ? "out of memory"
+                                                                    : "protocol error");
+            return;
+        }
+    }
+}
+
+uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
+{
+    qrpc__pcall *expired = NULL, *pc, *next;
+    uint64_t stall = (uint64_t)c->node->cfg.stall_timeout_ms * 1000000u;
+    uint64_t wake = UINT64_MAX;
+
+    if (atomic_load(&c->dead))
+        return UINT64_MAX;
+    if (!qrpc__rx_idle(c->rx)) {
+        if (now - c->progress_ns >= stall) {
+            qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer stalled in the middle of a frame");
+            return UINT64_MAX;
+        }
+        wake = c->progress_ns + stall;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
+        pc = c->heap[0];
+        conn_ptab_remove(c, pc);
+        conn_heap_remove(c, pc);
+        pc->hnext = expired;
+        expired = pc;
+    }
+    if (c->heap_n > 0 && c->heap[0]->deadline_ns < wake)
+        wake = c->heap[0]->deadline_ns;
+    pthread_mutex_unlock(&c->lock);
+    for (pc = expired; pc != NULL; pc = next) {
+        next = pc->hnext;
+        conn_complete(c, pc, QRPC_ETIMEDOUT, NULL, 0);
+    }
+    return wake;
+}
+
+/* ---- creation ------------------------------------------------------------------ */
+
+int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
+                   qrpc__conn **out)
+{
+    qrpc__rx_limits lim;
+    qrpc__conn *c;
+    qrpc__hello hello;
+    uint8_t hb[QRPC__HELLO_LEN];
+    int rc;
+
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return QRPC_ENOMEM;
+    c->node = n;
+    c->fd = fd;
+    c->role = role;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->dead, false);
+    atomic_init(&c->queue, NULL);
+    atomic_init(&c->writing, 0);
+    atomic_init(&c->next_stream, 1);
+    atomic_init(&c->inflight, 0);
+    /* Until the peer's HELLO says otherwise, assume the smallest limits. */
+    atomic_init(&c->peer_max_frame, QRPC__FRAME_MIN);
+    atomic_init(&c->peer_max_message, n->cfg.max_message);
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return QRPC_ENOMEM;
+    }
+    lim.max_frame = n->cfg.max_frame;
+    lim.max_message = n->cfg.max_message;
+    lim.max_streams = n->cfg.max_inflight;
+    lim.max_buffered = (uint64_t)n->cfg.max_message * 2;
+    c->rx = qrpc__rx_new(&lim, &conn_rx_ops, c);
+    if (c->rx == NULL) {
+        rc = QRPC_ENOMEM;
+        goto fail;
+    }
+    c->progress_ns = qrpc__now_ns(n);
+    hello.incarnation = n->incarnation;
+    hello.max_frame = n->cfg.max_frame;
+    hello.max_message = n->cfg.max_message;
+    hello.max_inflight = n->cfg.max_inflight;
+    qrpc__hello_put(hb, &hello);
+    /* First on the queue, so first on the wire. */
+    conn_send_control(c, QRPC__F_HELLO, 0, hb, sizeof hb);
+    if (atomic_load(&c->dead)) {
+        rc = QRPC_EUNAVAILABLE;
+        goto fail;
+    }
+    qrpc__conn_ref(c);          /* the I/O thread's */
+    qrpc__io_track(n, c);
+    rc = qrpc__io_add(n, fd, c);
+    if (rc != 0) {
+        qrpc__conn_fail(c, QRPC_EUNKNOWN, NULL);
+        qrpc__conn_unref(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+
+fail:
+    c->fd = -1;                 /* the caller still owns fd */
+    qrpc__conn_unref(c);
+    return rc;
+}
+
+/* ---- logging -------------------------------------------------------------------- */
+
+void qrpc__log(const qrpc_node *n, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n->cfg.log != NULL)
+        n->cfg.log(n->cfg.log_arg, line);
+    else
+        fprintf(stderr, "qrpc: %s\n", line);
+}
