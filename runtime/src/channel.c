@@ -211,7 +211,8 @@ int qrpc_send_response(qrpc_request *r, int status, qrpc_buf *results)
     qrpc_buf none = { NULL, 0, 0 };
 
     if (r == NULL) {
-        qrpc_buf_free(results);
+        if (results != NULL)
+            qrpc_buf_free(results);
         return QRPC_EINVAL;
     }
     if (results == NULL)

@@ -29,11 +29,44 @@ static void local_fe_fini(void *fe)
     (void)fe;
 }
 
+/* What answering a local call later (from a channel) needs. */
+typedef struct local_resp {
+    qrpc_done_fn done;
+    void (*fn)(void);
+    void *arg;
+    qrpc_buf *reply;
+    unsigned max_depth;
+} local_resp;
+
+static void local_respond(void *ctx, int status, qrpc_buf *results)
+{
+    local_resp *lr = ctx;
+    qrpc_reader r;
+
+    if (status != 0) {
+        lr->done(status, NULL, lr->fn, lr->arg);
+        return;
+    }
+    if (lr->reply != NULL) {
+        /* the caller's buffer takes the results' storage */
+        qrpc_buf_free(lr->reply);
+        *lr->reply = *results;
+        results->data = NULL;
+        results->len = results->cap = 0;
+        results = lr->reply;
+    }
+    qrpc_reader_init(&r, results->data, results->len);
+    r.max_depth = lr->max_depth;
+    lr->done(0, &r, lr->fn, lr->arg);
+}
+
 static int local_fe_call(void *fe, const qrpc__call *call)
 {
     qrpc_node *n = fe;
     qrpc_buf own = { NULL, 0, 0 };
     qrpc_buf *results = call->reply != NULL ? call->reply : &own;
+    local_resp lr = { call->done, call->fn, call->arg, call->reply, n->cfg.max_depth };
+    qrpc__responder resp = { local_respond, &lr, sizeof lr };
     qrpc__request req;
     qrpc_reader r;
     int status;
@@ -44,8 +77,12 @@ static int local_fe_call(void *fe, const qrpc__call *call)
     req.deadline_ns = call->deadline_ns;
     req.args = call->args->data;
     req.args_len = call->args->len;
+    req.args_owned = &call->args->data;
+    req.resp = &resp;
     status = qrpc__dispatch(n, &req, results);
     qrpc_buf_free(call->args);
+    if (status == QRPC__DEFERRED)
+        return 0;               /* a channel answers it: local_respond */
     if (status == 0) {
         qrpc_reader_init(&r, results->data, results->len);
         r.max_depth = n->cfg.max_depth;

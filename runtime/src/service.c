@@ -339,7 +339,11 @@ int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results)
 
 out:
     qrpc__rcu_read_unlock(&n->rcu, rd);
-    if (status != 0)
+    /*
+     * A deferred request's results belong to whoever answers it, and that
+     * may already have happened on another thread: hands off.
+     */
+    if (status != 0 && status != QRPC__DEFERRED)
         results->len = 0;
     return status;
 }

@@ -32,10 +32,31 @@ static void work_free_job(qrpc__job *job)
     free(job);
 }
 
+/* What answering a request later (from a channel) needs. */
+typedef struct work_resp {
+    qrpc__conn *conn;           /* the job's reference, moved here */
+    uint32_t stream;
+    uint32_t flags;
+} work_resp;
+
+static void work_respond(void *ctx, int status, qrpc_buf *results)
+{
+    work_resp *wr = ctx;
+
+    if (wr->flags & QRPC_METHOD_ONEWAY)
+        qrpc_buf_free(results);
+    else
+        qrpc__conn_reply(wr->conn, wr->stream, status, results);
+    qrpc__conn_job_done(wr->conn);
+    qrpc__conn_unref(wr->conn);
+}
+
 static void work_run(qrpc_node *n, qrpc__job *job)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf results = { NULL, 0, 0 };
+    work_resp wr = { job->conn, job->msg.stream, h->flags };
+    qrpc__responder resp = { work_respond, &wr, sizeof wr };
     qrpc__svc_key key;
     qrpc__request req;
     int status;
@@ -51,7 +72,15 @@ static void work_run(qrpc_node *n, qrpc__job *job)
     req.deadline_ns = job->deadline_ns;
     req.args = job->msg.body;
     req.args_len = job->msg.body_len;
+    req.args_owned = &job->msg.body;
+    req.resp = &resp;
     status = qrpc__dispatch(n, &req, &results);
+    if (status == QRPC__DEFERRED) {
+        /* the channel's request holds the connection now (work_respond) */
+        free(job->msg.body);    /* NULL unless the channel copied it */
+        free(job);
+        return;
+    }
     if (h->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(&results);
     else
