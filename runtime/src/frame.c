@@ -14,13 +14,16 @@
  * Memory: a body buffer grows as its bytes arrive (doubling, capped at the
  * declared body length), never to the declared length up front, so a peer
  * that declares 64 MiB and sends ten bytes costs ten bytes and the
- * constants below.  The bytes counted against max_buffered are the body
- * bytes of the frames accepted so far for undelivered messages; the heap
+ * constants below.  A message whose first frame has END (most small
+ * calls) is read into the reader's own rx_stream, costs one malloc of its
+ * body, handed to on_msg as is, and counts against neither max_streams
+ * nor max_buffered: it is bounded by max_frame, only one is read at a
+ * time, and a sender could not keep to limits that counted it (see
+ * qrpc-protocol(7), "Splitting and interleaving").  Other messages are counted: max_buffered
+ * against the body bytes of the frames accepted so far for them; the heap
  * held for them is at most twice that, plus per message RX_BODY_MIN, one
  * rx_stream (about 370 bytes, mostly the service name) and two table
- * slots.  A message whose first frame has END (most small calls) is read
- * into the reader's own rx_stream and costs one malloc of its body,
- * handed to on_msg as is.
+ * slots, plus max_frame for the one-frame message being read.
  *
  * Messages being assembled over several frames live in an open-addressing
  * table keyed by stream id, with linear probing and backward-shift
@@ -193,7 +196,7 @@ struct qrpc__rx {
     rx_slot *slots;             /* NULL, or a power of two of them */
     size_t mask;                /* slots - 1 */
     uint32_t nstreams;          /* streams in the table */
-    uint64_t buffered;          /* body bytes accepted for undelivered messages */
+    uint64_t buffered;          /* body bytes accepted for the table's messages */
     uint64_t key;               /* of the stream id hash */
     uint8_t stage[QRPC__NAME_MAX];  /* a header split across feeds */
 };
@@ -338,18 +341,20 @@ static int rx_grow(rx_stream *s, uint32_t more)
 }
 
 /*
- * Hands a whole message to the owner.  Everything the reader keeps is
- * settled first, so that a callback's nonzero return can be passed on at
- * once and the reader still frees cleanly.
+ * Hands a whole message to the owner (or frees its body when on_msg is
+ * NULL: a NULL callback ignores what it would report).  Everything the
+ * reader keeps is settled first, so that a callback's nonzero return can
+ * be passed on at once and the reader still frees cleanly.
  */
 static int rx_deliver(qrpc__rx *rx, rx_stream *s)
 {
     bool own = s != &rx->one;
     int rc = 0;
 
-    rx->buffered -= s->msg.body_len;
-    if (own)
+    if (own) {
+        rx->buffered -= s->msg.body_len;
         rx_remove(rx, s->msg.stream);
+    }
     if (rx->ops.on_msg != NULL)
         rc = rx->ops.on_msg(rx->owner, &s->msg);
     else
@@ -380,15 +385,16 @@ static int rx_msg_start(qrpc__rx *rx, const char **why)
         return rx_fail(rx, why, "more body bytes than the header declared");
     if ((rx->fh.flags & QRPC__FF_END) && in_frame < s->msg.body_len)
         return rx_fail(rx, why, "END before the whole body");
-    if (rx->buffered + in_frame > rx->lim.max_buffered)
-        return rx_fail(rx, why, "too many body bytes being assembled");
     s->msg.body = NULL;
     s->got = 0;
     s->cap = 0;
     rx->cur = s;
     if (!(rx->fh.flags & QRPC__FF_END)) {
-        rx_stream *ns = malloc(sizeof *ns);
+        rx_stream *ns;
 
+        if (rx->buffered + in_frame > rx->lim.max_buffered)
+            return rx_fail(rx, why, "too many body bytes being assembled");
+        ns = malloc(sizeof *ns);
         if (ns == NULL)
             return rx_oom(rx, why);
         *ns = *s;
@@ -397,8 +403,8 @@ static int rx_msg_start(qrpc__rx *rx, const char **why)
             return rx_oom(rx, why);
         }
         rx->cur = ns;
+        rx->buffered += in_frame;
     }
-    rx->buffered += in_frame;
     if (rx->left == 0)
         return rx_frame_done(rx);
     rx->state = RX_BODY;
@@ -515,7 +521,7 @@ static int rx_frame(qrpc__rx *rx, const uint8_t *h, const char **why)
     case QRPC__F_REPLY:
         if (rx_find(rx, fh->stream) != NULL)
             return rx_fail(rx, why, "REQUEST or REPLY for a stream already being assembled");
-        if (rx->nstreams >= rx->lim.max_streams)
+        if (!(fh->flags & QRPC__FF_END) && rx->nstreams >= rx->lim.max_streams)
             return rx_fail(rx, why, "more than max_streams messages being assembled");
         if (fh->len < (fh->type == QRPC__F_REQUEST ? QRPC__REQHDR_FIXED : QRPC__REPHDR_LEN))
             return rx_fail(rx, why, "first frame shorter than its message header");

@@ -130,7 +130,14 @@ void qrpc__rephdr_put(uint8_t out[QRPC__REPHDR_LEN], const qrpc__rephdr *h);
 
 /* ---- the incremental reader --------------------------------------------------- */
 
-/* Limits one connection's reader enforces (from the node's config). */
+/*
+ * Limits one connection's reader enforces (from the node's config).  The
+ * last two count only messages whose first frame has no END (a message
+ * of one frame is bounded by max_frame, and the peer's rule in
+ * qrpc-protocol(7) does not count it): to accept every peer that keeps to
+ * our HELLO, max_streams must be at least its max_inflight and
+ * max_buffered at least its max_message.
+ */
 typedef struct qrpc__rx_limits {
     uint32_t max_frame;         /* frame payload, >= QRPC__FRAME_MIN */
     uint32_t max_message;       /* message body */
@@ -152,7 +159,8 @@ typedef struct qrpc__rx_msg {
  * What the reader reports to its owner, from inside qrpc__rx_feed().
  * on_msg takes ownership of msg->body.  on_hello, on_ping, on_pong and
  * on_goaway report control frames.  Any callback may return nonzero to
- * stop feeding (qrpc__rx_feed then returns that value at once).
+ * stop feeding (qrpc__rx_feed then returns that value at once).  A NULL
+ * callback ignores what it would report (a NULL on_msg frees the body).
  */
 typedef struct qrpc__rx_ops {
     int (*on_hello)(void *owner, const qrpc__hello *h);

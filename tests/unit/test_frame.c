@@ -1206,19 +1206,25 @@ static size_t v_streams(wr *w, qrpc__rx_limits *lim)
     v_prefix(w);
     for (i = 0; i < 5; i++)
         wr_open(w, 100 + i, 10, 1);
-    wr_reply(w, 1, 0, NULL, 0);      /* even one that would end at once */
-    return 2;
+    wr_reply(w, 1, 0, "ok", 2);      /* one frame: not counted, accepted */
+    wr_open(w, 1, 10, 1);
+    return 3;
 }
 
 static size_t v_buffered(wr *w, qrpc__rx_limits *lim)
 {
+    uint8_t *b = calloc(1, 4000);
+
+    ck_assert_ptr_nonnull(b);
     lim->max_buffered = 3000;
     v_prefix(w);                     /* its 2 body bytes were delivered */
     wr_open(w, 1, 5000, 1000);
     wr_open(w, 2, 5000, 1000);
     wr_open(w, 3, 5000, 1000);
+    wr_reply(w, 4, 0, b, 4000);      /* one frame: not counted, accepted */
+    free(b);
     wr_frame(w, QRPC__F_DATA, 0, 3, zero8, 1);
-    return 2;
+    return 3;
 }
 
 static size_t v_first_excess(wr *w, qrpc__rx_limits *lim)
@@ -1537,8 +1543,16 @@ START_TEST(test_limits_exact)
     wr_open(&w, 11, 5000, 3000);
     wr_open(&w, 12, 5000, 3000);
     wr_frame(&w, QRPC__F_DATA, 0, 12, big, 1000);
+    /* A message of one frame counts against neither. */
+    wr_reply(&w, 13, 0, big, 4000);
     ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), 0);
-    ck_assert_uint_eq(got.n, 0);
+    ck_assert_uint_eq(got.n, 1);
+    ck_assert_uint_eq(got.ev[0].msg.body_len, 4000);
+    /* But one more byte of the others does. */
+    w.b.len = 0;
+    wr_frame(&w, QRPC__F_DATA, 0, 10, big, 1);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), QRPC_EPROTO);
+    ck_assert_str_eq(why, "too many body bytes being assembled");
     qrpc__rx_free(rx);
     rec_free(&got);
     wr_free(&w);
@@ -1696,10 +1710,11 @@ START_TEST(test_max_streams)
             ck_assert_int_eq(memcmp(e->msg.body, "\0ab", 3), 0);
         }
     }
-    /* Full again, then one more. */
+    /* Full again; a message of one frame still passes; then one more. */
     w.b.len = 0;
     for (i = 0; i < 1024; i++)
         wr_open(&w, i, 3, 1);
+    wr_reply(&w, 4999, 0, "x", 1);
     wr_open(&w, 5000, 3, 1);
     ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), QRPC_EPROTO);
     ck_assert_str_eq(why, "more than max_streams messages being assembled");
