@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -54,7 +55,13 @@ struct qrpc__conn {
 
     /* the I/O thread's */
     qrpc__rx *rx;
-    uint64_t progress_ns;       /* when the reader last completed a frame or got bytes */
+    /*
+     * Slow-peer detection: when the frame now being read began, and the
+     * bytes read since.  A full frame's worth of bytes means some frame
+     * completed, which restarts the clock; one byte a second does not.
+     */
+    uint64_t frame_start_ns;
+    uint64_t frame_bytes;
     bool hello_seen;
 
     /* what the peer's HELLO said; read by writers */
@@ -541,7 +548,15 @@ static void conn_drain(qrpc__conn *c)
             }
             conn_mark_sent(c, sent, n_sent);
         }
-        w = writev(c->fd, c->iov + c->iov_pos, c->iov_n - c->iov_pos);
+        {
+            /* sendmsg, not writev: MSG_NOSIGNAL, or a vanished peer kills the process */
+            struct msghdr mh;
+
+            memset(&mh, 0, sizeof mh);
+            mh.msg_iov = c->iov + c->iov_pos;
+            mh.msg_iovlen = (size_t)(c->iov_n - c->iov_pos);
+            w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        }
         if (w > 0) {
             conn_consume(c, (size_t)w);
             continue;
@@ -814,6 +829,22 @@ void qrpc__conn_job_done(qrpc__conn *c)
     atomic_fetch_sub(&c->inflight, 1);
 }
 
+/* After a read: restarts or keeps the slow-peer clock, and tells the loop. */
+static void conn_stall_account(qrpc__conn *c, bool was_idle, size_t n)
+{
+    uint64_t frame = QRPC__FRAME_HDR + (uint64_t)c->node->cfg.max_frame;
+
+    if (qrpc__rx_idle(c->rx))
+        return;
+    c->frame_bytes += n;
+    if (was_idle || c->frame_bytes >= frame) {
+        c->frame_start_ns = qrpc__now_ns(c->node);
+        c->frame_bytes = was_idle ? n : 0;
+        qrpc__io_wake(c->node, c->frame_start_ns +
+                               (uint64_t)c->node->cfg.stall_timeout_ms * 1000000u);
+    }
+}
+
 void qrpc__conn_on_readable(qrpc__conn *c)
 {
     static _Thread_local uint8_t buf[CONN_READ_CHUNK];
@@ -822,11 +853,16 @@ void qrpc__conn_on_readable(qrpc__conn *c)
     while (!atomic_load(&c->dead) && total < 4 * CONN_READ_CHUNK) {
         const char *why = NULL;
         ssize_t r = read(c->fd, buf, sizeof buf);
+        bool was_idle;
         int rc;
 
         if (r == 0) {
+            /* a peer may hang up between frames; in the middle of one it is news */
             qrpc__conn_fail(c, QRPC_EUNKNOWN,
-                            c->role == QRPC__CONN_CLIENT ? "closed by the peer" : NULL);
+                            !qrpc__rx_idle(c->rx) ? "closed by the peer in the middle of a frame"
+                            : qrpc__rx_assembling(c->rx)
+                                ? "closed by the peer in the middle of a message"
+                            : c->role == QRPC__CONN_CLIENT ? "closed by the peer" : NULL);
             return;
         }
         if (r < 0) {
@@ -838,7 +874,7 @@ void qrpc__conn_on_readable(qrpc__conn *c)
             return;
         }
         total += (size_t)r;
-        c->progress_ns = qrpc__now_ns(c->node);
+        was_idle = qrpc__rx_idle(c->rx);
         rc = qrpc__rx_feed(c->rx, buf, (size_t)r, &why);
         if (rc == QRPC_EPROTO) {
             qrpc__conn_fail(c, QRPC_EUNKNOWN, why != NULL ? why : "protocol error");
@@ -850,6 +886,7 @@ void qrpc__conn_on_readable(qrpc__conn *c)
                                                                     : "protocol error");
             return;
         }
+        conn_stall_account(c, was_idle, (size_t)r);
     }
 }
 
@@ -862,11 +899,11 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     if (atomic_load(&c->dead))
         return UINT64_MAX;
     if (!qrpc__rx_idle(c->rx)) {
-        if (now - c->progress_ns >= stall) {
-            qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer stalled in the middle of a frame");
+        if (now - c->frame_start_ns >= stall) {
+            qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer left a frame unfinished too long");
             return UINT64_MAX;
         }
-        wake = c->progress_ns + stall;
+        wake = c->frame_start_ns + stall;
     }
     pthread_mutex_lock(&c->lock);
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
@@ -926,7 +963,7 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
         rc = QRPC_ENOMEM;
         goto fail;
     }
-    c->progress_ns = qrpc__now_ns(n);
+    c->frame_start_ns = qrpc__now_ns(n);
     hello.incarnation = n->incarnation;
     hello.max_frame = n->cfg.max_frame;
     hello.max_message = n->cfg.max_message;

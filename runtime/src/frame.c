@@ -19,11 +19,12 @@
  * body, handed to on_msg as is, and counts against neither max_streams
  * nor max_buffered: it is bounded by max_frame, only one is read at a
  * time, and a sender could not keep to limits that counted it (see
- * qrpc-protocol(7), "Splitting and interleaving").  Other messages are counted: max_buffered
- * against the body bytes of the frames accepted so far for them; the heap
- * held for them is at most twice that, plus per message RX_BODY_MIN, one
- * rx_stream (about 370 bytes, mostly the service name) and two table
- * slots, plus max_frame for the one-frame message being read.
+ * qrpc-protocol(7), "Splitting and interleaving").  Other messages are
+ * counted, max_buffered against the body bytes of the frames accepted so
+ * far for them.  The heap held for them is at most twice that, plus per
+ * message RX_BODY_MIN, one rx_stream (about 370 bytes, mostly the service
+ * name) and two table slots; add max_frame for the one-frame message
+ * being read.
  *
  * Messages being assembled over several frames live in an open-addressing
  * table keyed by stream id, with linear probing and backward-shift
@@ -674,6 +675,11 @@ void qrpc__rx_free(qrpc__rx *rx)
 bool qrpc__rx_idle(const qrpc__rx *rx)
 {
     return rx->state == RX_FHDR && rx->staged == 0 && !rx->dead;
+}
+
+bool qrpc__rx_assembling(const qrpc__rx *rx)
+{
+    return rx->nstreams != 0;
 }
 
 int qrpc__rx_feed(qrpc__rx *rx, const uint8_t *p, size_t n, const char **why)

@@ -203,6 +203,8 @@ int qrpc__rx_feed(qrpc__rx *rx, const uint8_t *p, size_t n, const char **why);
 
 /* True between frames (nothing half-read): for idle/slow-peer timeouts. */
 bool qrpc__rx_idle(const qrpc__rx *rx);
+/* True while some message has frames still to come. */
+bool qrpc__rx_assembling(const qrpc__rx *rx);
 
 #pragma GCC visibility pop
 

@@ -24,9 +24,13 @@ struct qrpc__work {
     unsigned n_threads;
 };
 
+/*
+ * The request stops counting against max_inflight before its reply goes
+ * out: a caller that sends its next call on seeing the reply must find
+ * the room free.
+ */
 static void work_free_job(qrpc__job *job)
 {
-    qrpc__conn_job_done(job->conn);
     qrpc__conn_unref(job->conn);
     free(job->msg.body);
     free(job);
@@ -43,11 +47,11 @@ static void work_respond(void *ctx, int status, qrpc_buf *results)
 {
     work_resp *wr = ctx;
 
+    qrpc__conn_job_done(wr->conn);
     if (wr->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(results);
     else
         qrpc__conn_reply(wr->conn, wr->stream, status, results);
-    qrpc__conn_job_done(wr->conn);
     qrpc__conn_unref(wr->conn);
 }
 
@@ -62,6 +66,7 @@ static void work_run(qrpc_node *n, qrpc__job *job)
     int status;
 
     if (qrpc__conn_dead(job->conn)) {
+        qrpc__conn_job_done(job->conn);
         work_free_job(job);     /* nobody to answer: the caller is told by its side */
         return;
     }
@@ -81,6 +86,7 @@ static void work_run(qrpc_node *n, qrpc__job *job)
         free(job);
         return;
     }
+    qrpc__conn_job_done(job->conn);
     if (h->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(&results);
     else
@@ -120,6 +126,7 @@ void qrpc__work_push(qrpc_node *n, qrpc__job *job)
     pthread_mutex_lock(&w->lock);
     if (w->stop) {
         pthread_mutex_unlock(&w->lock);
+        qrpc__conn_job_done(job->conn);
         work_free_job(job);
         return;
     }
@@ -186,6 +193,7 @@ void qrpc__work_stop(qrpc_node *n)
         qrpc_buf none = { NULL, 0, 0 };
 
         next = job->next;
+        qrpc__conn_job_done(job->conn);
         if (!(job->msg.req.flags & QRPC_METHOD_ONEWAY))
             qrpc__conn_reply(job->conn, job->msg.stream, QRPC_ECLOSED, &none);
         work_free_job(job);

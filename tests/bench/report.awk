@@ -2,7 +2,8 @@
 # bench_util.c writes them) into report.md, a Markdown report with the
 # ratios against the targets.  Reads only what bench_util.c writes: flat
 # objects whose strings hold no quotes or commas; it is no JSON parser.
-# Variables: date, host, rev, pinned, big (set by run.sh).
+# Variables: date, host, rev, pinned, big (set by run.sh).  The network
+# workloads' section (bench_net.c) follows the compile one.
 
 function jget(line, key,    s, k) {
     k = "\"" key "\":"
@@ -30,6 +31,174 @@ function grouped(x,    s, out) {
 }
 
 function ratio(x) { return sprintf("%.2fx", x) }
+
+# A figure of any size, to three or so significant digits.
+function num(x) {
+    if (x >= 10000)
+        return grouped(x)
+    if (x >= 100)
+        return sprintf("%.0f", x)
+    if (x >= 10)
+        return sprintf("%.1f", x)
+    if (x >= 1)
+        return sprintf("%.2f", x)
+    return sprintf("%.3f", x)
+}
+
+# "median [min, max]" of one key, or "-".
+function spread(k) {
+    if (!(k in seen))
+        return "-"
+    return num(val[k]) " [" num(lo[k]) ", " num(hi[k]) "]"
+}
+
+function rspread(k) {
+    if (!(k in seen))
+        return "-"
+    return ratio(val[k]) " [" ratio(lo[k]) ", " ratio(hi[k]) "]"
+}
+
+# The worst steal and CPU share of the figures of keys a and b.
+function disturbance(a, b,    st, sh) {
+    st = -1
+    sh = 101
+    if (a in seen) {
+        st = steal[a]
+        if (share[a] != "null")
+            sh = share[a] + 0
+    }
+    if (b in seen) {
+        if (steal[b] > st)
+            st = steal[b]
+        if (share[b] != "null" && share[b] + 0 < sh)
+            sh = share[b] + 0
+    }
+    return (st < 0 ? "-" : sprintf("%.1f", st)) " | " (sh > 100 ? "-" : sprintf("%.0f", sh))
+}
+
+function net_fact(m,    k) {
+    k = "bench" SUBSEP "net-config" SUBSEP m
+    return (k in seen) ? val[k] : ""
+}
+
+# One throughput row: qrpc, bare, their ratio; goal > 0 checks qrpc's median.
+function net_tput(wl, metric, label, target, goal,    q, b, r, verdict) {
+    q = "qrpc" SUBSEP wl SUBSEP metric
+    b = "bare" SUBSEP wl SUBSEP metric
+    r = "qrpc/bare" SUBSEP wl SUBSEP "ratio:" metric
+    if (!(q in seen) && !(b in seen))
+        return
+    verdict = "-"
+    if (goal > 0 && (q in seen))
+        verdict = val[q] >= goal ? "met" : "**NOT met**"
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, metric, spread(q),
+        spread(b), rspread(r), target, verdict, disturbance(q, b)
+}
+
+function net_lat_row(sys, wl,    k) {
+    k = sys SUBSEP wl SUBSEP "p50"
+    if (!(k in seen))
+        return
+    printf "| %s | %s | %s | %s | %s | %d | %s |\n", sys, spread(k),
+        spread(sys SUBSEP wl SUBSEP "p99"), spread(sys SUBSEP wl SUBSEP "p99.9"),
+        grouped(iters[k]), runs[k], disturbance(k, k)
+}
+
+function net_mixed_row(sys,    p) {
+    p = sys SUBSEP "net-mixed" SUBSEP
+    if (!((p "p99_idle") in seen))
+        return
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, spread(p "p50_idle"),
+        spread(p "p99_idle"), spread(p "p50_busy"), spread(p "p99_busy"),
+        rspread(p "p99_busy/idle"), spread(p "bulk_GiB/s"),
+        disturbance(p "p99_busy", p "p99_busy")
+}
+
+function net_report(    k, q, d, verdict) {
+    if (!(("qrpc" SUBSEP "net-latency" SUBSEP "p50") in seen) &&
+        !(("qrpc" SUBSEP "net-local" SUBSEP "ns/call") in seen))
+        return
+    print ""
+    print "### network: qrpc over TCP against bare sockets"
+    print ""
+    printf "127.0.0.1 only.  Server processes pinned to CPU %s, the client to CPU %s.  ",
+        net_fact("server_cpu"), net_fact("client_cpu")
+    print "qrpc: the stubs of tests/bench/netbench.qidl over libqrpc's TCP transport,"
+    print "server node with the default workers, one client node whose calls share"
+    print "one connection (max_message raised to 128 MiB on both: the default 64 MiB"
+    print "refuses a 64 MiB `bytes` argument, whose encoding is 4 bytes longer).  bare:"
+    print "blocking sockets with TCP_NODELAY carrying only the payload (8-byte add"
+    print "request, 4-byte reply; bulk messages acknowledged by 4 bytes), one server"
+    print "thread per connection: the physical limit.  Every figure is the median"
+    print "[min, max] over the runs; ratios are qrpc/bare, taken within each round;"
+    print "steal and CPU share are the worst of the figures in the row, measured on"
+    print "both pinned CPUs (CPU share: the part of those CPUs' busy time that the"
+    print "client and server processes got)."
+    print ""
+    printf "#### latency: one caller, one add in flight, %s calls per run (us)\n",
+        grouped(net_fact("latency_calls"))
+    print ""
+    print "| system | p50 | p99 | p99.9 | calls/run | runs | steal % | CPU share % |"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|"
+    net_lat_row("qrpc", "net-latency")
+    net_lat_row("bare", "net-latency")
+    k = "qrpc/bare" SUBSEP "net-latency" SUBSEP
+    if ((k "ratio:p50") in seen)
+        printf "| qrpc/bare | %s | %s | %s | | | | |\n", rspread(k "ratio:p50"),
+            rspread(k "ratio:p99"), rspread(k "ratio:p99.9")
+    print ""
+    print "#### throughput"
+    print ""
+    print "| workload | unit | qrpc | bare | qrpc/bare | target | | steal % | CPU share % |"
+    print "|---|---|---:|---:|---:|---|---|---:|---:|"
+    net_tput("net-threads", "calls/s", sprintf("threads: %d callers, one sync add each",
+        net_fact("threads")), "", 0)
+    net_tput("net-pipelined", "calls/s", sprintf("pipelined: %d adds in flight, one connection",
+        net_fact("window")), ">= 2,000,000 calls/s", 2000000)
+    net_tput("net-bulk-1MiB", "GiB/s", "bulk: 1 MiB argument, one in flight", "", 0)
+    net_tput("net-bulk-64MiB", "GiB/s", "bulk: 64 MiB argument, one in flight", "", 0)
+    print ""
+    print "threads: qrpc's callers share one client and connection; bare has one"
+    print "connection per thread.  pipelined: qrpc's async stubs, an issuing thread"
+    print "that refills the window when half of it has completed, completions on the"
+    print "client node's I/O thread; bare: a writer thread sending every request the"
+    print "window allows in one write and a reader thread.  Payload GiB/s counts the"
+    print "argument bytes only."
+    print ""
+    printf "#### mixed: add latency alone and while another thread streams 64 MiB calls (us, %s s under transfer)\n",
+        net_fact("mixed_seconds")
+    print ""
+    print "| system | p50 idle | p99 idle | p50 under transfer | p99 under transfer | p99 under transfer / idle | transfer GiB/s | steal % | CPU share % |"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    net_mixed_row("qrpc")
+    net_mixed_row("bare")
+    q = "qrpc" SUBSEP "net-mixed" SUBSEP "p99_busy/idle"
+    if (q in seen) {
+        print ""
+        printf "qrpc streams on the same client (FrontEnd and connection) as the small "
+        printf "calls; bare on a second connection.  %d idle calls per run.  ", net_fact("mixed_calls")
+        printf "Target: p99 under transfer at most 3x p99 idle -- %s (median %s).\n",
+            val[q] <= 3 ? "met" : "**NOT met**", ratio(val[q])
+    }
+    print ""
+    print "#### in-process: add on the caller's own node (target \"local\")"
+    print ""
+    print "| system | ns/call | calls (median run) | runs | steal % | CPU share % |"
+    print "|---|---:|---:|---:|---:|---:|"
+    q = "qrpc" SUBSEP "net-local" SUBSEP "ns/call"
+    d = "direct" SUBSEP "net-local" SUBSEP "ns/call"
+    if (q in seen)
+        printf "| qrpc local | %s | %s | %d | %s |\n", spread(q), grouped(iters[q]), runs[q],
+            disturbance(q, q)
+    if (d in seen)
+        printf "| direct call through a pointer | %s | %s | %d | %s |\n", spread(d),
+            grouped(iters[d]), runs[d], disturbance(d, d)
+    if (q in seen) {
+        verdict = val[q] < 500 ? "met" : "**NOT met**"
+        print ""
+        printf "Target: under 500 ns per call -- %s (median %s ns).\n", verdict, num(val[q])
+    }
+}
 
 function pct(s) { return s == "null" || s == "" ? "-" : sprintf("%.0f", s) }
 
@@ -143,4 +312,5 @@ END {
     k = "qrpcgen" SUBSEP "compile" SUBSEP "lines:total"
     if (k in seen)
         printf "| generated, total | %s |\n", grouped(val[k])
+    net_report()
 }

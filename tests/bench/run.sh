@@ -2,13 +2,15 @@
 # run.sh - runs the benchmark suite (make bench calls it) and prints the
 # report.  Usage: run.sh BENCHDIR QRPCGEN
 #
-# BENCHDIR holds the built programs (bench_codec, bench_compile) and the
-# generated compile workload (compile/big.qidl); results.jsonl and
-# report.md are written there, afresh on every run, so a report never
-# mixes figures of different runs.  Single-threaded programs run under
-# taskset -c 0 when taskset is available.  This script only sequences;
-# the method (bounded, repeated, interleaved, steal-checked measurements)
-# is in the C drivers.
+# BENCHDIR holds the built programs (bench_codec, bench_compile,
+# bench_net) and the generated compile workload (compile/big.qidl);
+# results.jsonl and report.md are written there, afresh on every run, so a
+# report never mixes figures of different runs.  Single-threaded programs,
+# and the client side of the network workloads, run under taskset -c 0
+# when taskset is available; bench_net starts its own server processes,
+# pinned to BENCH_NET_SERVER_CPU (default 1), and stops them on every exit
+# path.  This script only sequences; the method (bounded, repeated,
+# interleaved, steal-checked measurements) is in the C drivers.
 set -eu
 
 dir=$1
@@ -32,6 +34,8 @@ rm -rf "$dir/compile/out"
 mkdir -p "$dir/compile/out"
 $pin "$dir/bench_compile" "$results" "$qrpcgen" "$dir/compile/big.qidl" \
     "$dir/compile/out"
+echo "bench: network workloads"
+$pin "$dir/bench_net" "$results"
 
 cpu_model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
 rev=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)

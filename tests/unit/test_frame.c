@@ -7,8 +7,8 @@
  * by byte; every protocol violation, each its own test, at every split;
  * the memory bound (a declared 64 MiB body that never comes, max_streams,
  * max_buffered); a stream table churned through thousands of streams; a
- * callback's nonzero return; qrpc__rx_idle() at every byte; and freeing a
- * reader in the middle of everything.
+ * callback's nonzero return; qrpc__rx_idle() at every byte and
+ * qrpc__rx_assembling(); and freeing a reader in the middle of everything.
  *
  * Input is always fed from heap copies of exactly the chunk's size, so
  * the sanitizers and valgrind see any read past what the reader was
@@ -822,7 +822,8 @@ static void check_conversation(uint64_t seed, uint32_t max_frame, int nmsg, int 
         qrpc__rx *rx = qrpc__rx_new(&lim, &rec_ops, &got);
 
         ck_assert_ptr_nonnull(rx);
-        ck_assert_int_eq(feed_split(rx, w.b.data, w.b.len, mode, seed + 1000 + (uint64_t)mode, &why), 0);
+        ck_assert_int_eq(feed_split(rx, w.b.data, w.b.len, mode, seed + 1000 + (uint64_t)mode,
+                                    &why), 0);
         ck_assert_ptr_null(why);
         assert_same_events(&got, &want);
         ck_assert(qrpc__rx_idle(rx));
@@ -909,6 +910,54 @@ START_TEST(test_idle_between_frames)
     qrpc__rx_free(rx);
     rec_free(&got);
     rec_free(&want);
+    wr_free(&w);
+}
+END_TEST
+
+/* qrpc__rx_assembling() is true exactly while a message has frames to come. */
+START_TEST(test_assembling)
+{
+    qrpc__reqhdr r = mk_req(4, "x");
+    uint8_t h[QRPC__REQHDR_FIXED + QRPC__NAME_MAX];
+    size_t hl = qrpc__reqhdr_put(h, &r);
+    rec got = { 0 };
+    const char *why;
+    qrpc__rx *rx = qrpc__rx_new(&std_limits, &rec_ops, &got);
+    wr w;
+
+    ck_assert_ptr_nonnull(rx);
+    ck_assert(!qrpc__rx_assembling(rx));
+    wr_init(&w);
+    wr_hello(&w, &std_hello);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), 0);
+    ck_assert(!qrpc__rx_assembling(rx));
+    /* A message of one frame, half read: mid-frame, but no message waits for more frames. */
+    w.b.len = 0;
+    wr_request(&w, 1, &r, "abcd");
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len - 2, &why), 0);
+    ck_assert(!qrpc__rx_idle(rx) && !qrpc__rx_assembling(rx));
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data + w.b.len - 2, 2, &why), 0);
+    ck_assert(qrpc__rx_idle(rx) && !qrpc__rx_assembling(rx));
+    /* Two messages of several frames, between and inside their frames. */
+    w.b.len = 0;
+    wr_frame2(&w, QRPC__F_REQUEST, 0, 2, h, hl, "ab", 2);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), 0);
+    ck_assert(qrpc__rx_idle(rx) && qrpc__rx_assembling(rx));
+    w.b.len = 0;
+    wr_reply(&w, 3, 0, NULL, 0);
+    w.b.data[4] = 0;                                /* no END: more to come */
+    wr_frame(&w, QRPC__F_DATA, QRPC__FF_END, 2, "cd", 2);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len - 1, &why), 0);
+    ck_assert(!qrpc__rx_idle(rx) && qrpc__rx_assembling(rx));
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data + w.b.len - 1, 1, &why), 0);
+    ck_assert(qrpc__rx_idle(rx) && qrpc__rx_assembling(rx));  /* stream 3 is open */
+    w.b.len = 0;
+    wr_frame(&w, QRPC__F_DATA, QRPC__FF_END, 3, NULL, 0);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), 0);
+    ck_assert(qrpc__rx_idle(rx) && !qrpc__rx_assembling(rx));
+    ck_assert_uint_eq(got.n, 4);
+    qrpc__rx_free(rx);
+    rec_free(&got);
     wr_free(&w);
 }
 END_TEST
@@ -1227,6 +1276,16 @@ static size_t v_buffered(wr *w, qrpc__rx_limits *lim)
     return 3;
 }
 
+/* The same limit reached by a first frame. */
+static size_t v_buffered_first(wr *w, qrpc__rx_limits *lim)
+{
+    lim->max_buffered = 3000;
+    v_prefix(w);
+    wr_open(w, 1, 5000, 2000);
+    wr_open(w, 2, 5000, 1001);
+    return 2;
+}
+
 static size_t v_first_excess(wr *w, qrpc__rx_limits *lim)
 {
     (void)lim;
@@ -1419,6 +1478,8 @@ static size_t v_goaway_stream(wr *w, qrpc__rx_limits *lim)
     return 2;
 }
 
+#define V_IN_USE "REQUEST or REPLY for a stream already being assembled"
+
 static const vcase vcases[] = {
     { "bad magic byte 0", v_magic0, "bad magic" },
     { "bad magic byte 1", v_magic1, "bad magic" },
@@ -1444,10 +1505,11 @@ static const vcase vcases[] = {
     { "reply over max_message", v_rep_too_big, "message body over max_message" },
     { "DATA, unknown stream", v_data_unknown, "DATA for a stream not being assembled" },
     { "DATA after END", v_data_after_end, "DATA for a stream not being assembled" },
-    { "REQUEST, stream in use", v_req_dup, "REQUEST or REPLY for a stream already being assembled" },
-    { "REPLY, stream in use", v_rep_dup, "REQUEST or REPLY for a stream already being assembled" },
+    { "REQUEST, stream in use", v_req_dup, V_IN_USE },
+    { "REPLY, stream in use", v_rep_dup, V_IN_USE },
     { "max_streams + 1", v_streams, "more than max_streams messages being assembled" },
     { "max_buffered + 1", v_buffered, "too many body bytes being assembled" },
+    { "max_buffered + 1, first frame", v_buffered_first, "too many body bytes being assembled" },
     { "first frame over body_len", v_first_excess, "more body bytes than the header declared" },
     { "first frame over body_len, END", v_first_excess_noend, "more body bytes than the header declared" },
     { "DATA over body_len", v_data_excess, "more body bytes than the header declared" },
@@ -1924,6 +1986,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_conversation_default_frames);
     tcase_add_test(tc, test_conversation_many_splits);
     tcase_add_test(tc, test_idle_between_frames);
+    tcase_add_test(tc, test_assembling);
     tcase_add_loop_test(tc, test_violation, 0, N_VCASES);
     tcase_add_test(tc, test_limits_exact);
     tcase_add_test(tc, test_memory_declared_not_sent);

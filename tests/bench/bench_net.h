@@ -1,0 +1,90 @@
+/*
+ * bench_net.h - the network workloads' systems, as bench_net.c drives them.
+ *
+ * Two systems do the same work: qrpc (net_qrpc.c: the generated stubs of
+ * netbench.qidl over the TCP transport) and bare (net_bare.c: plain
+ * blocking sockets with TCP_NODELAY that carry only the payload bytes, the
+ * physical limit qrpc is compared with).  Each lives in its own file so
+ * that its loops are compiled on their own, as the codec systems are.
+ *
+ * The small call is add(i32, i32) -> i32: 8 bytes out, 4 back.  The bulk
+ * call carries `size` bytes out and 4 back.  Every function below runs in
+ * the client process except serve(), which is the whole server process.
+ */
+#ifndef QRPC_BENCH_NET_H
+#define QRPC_BENCH_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NET_SMALL_REQ 8u        /* add's arguments: two i32 */
+#define NET_SMALL_REP 4u        /* add's result: one i32 */
+#define NET_ACK_LEN   4u        /* sink's result: one u32 */
+
+/* The largest message either system is asked to carry (the 64 MiB call). */
+#define NET_MAX_MESSAGE (128u << 20)
+
+/* What the mixed workload measured (one run). */
+typedef struct net_mixed_out {
+    int n_idle, n_busy;         /* samples taken of each kind */
+    uint64_t bulk_calls;        /* 64 MiB calls completed while sampling busy */
+    double bulk_seconds;        /* how long the busy sampling lasted */
+} net_mixed_out;
+
+typedef struct net_sys {
+    const char *system;         /* "qrpc", "bare" */
+    /*
+     * The server process: listens on 127.0.0.1:0, writes its address and
+     * a newline to stdout, and serves until stdin reaches end of file
+     * (the driver holds the other end).  Returns the exit status.
+     */
+    int (*serve)(void);
+    /* Client side: prepares to call the server at addr ("127.0.0.1:PORT"). */
+    void (*open)(const char *addr);
+    void (*close)(void);
+    /* n small calls, one in flight; us[i] is call i's round trip in us. */
+    void (*latency)(int n, double *us);
+    /*
+     * nthreads threads each with one small call in flight; the calls
+     * completed during `seconds` of wall time after `warm` seconds of
+     * warm-up, and the exact time they were counted over.
+     */
+    void (*threads)(int nthreads, double warm, double seconds, uint64_t *calls,
+                    double *elapsed);
+    /* The same with `window` small calls in flight on one connection. */
+    void (*pipelined)(int window, double warm, double seconds, uint64_t *calls,
+                      double *elapsed);
+    /*
+     * Calls carrying `size` bytes, one in flight, for at least `seconds`
+     * and at least min_calls calls (after one call of warm-up).
+     */
+    void (*bulk)(size_t size, int min_calls, double seconds, uint64_t *calls,
+                 double *elapsed);
+    /*
+     * n_idle small calls alone, then small calls back to back for
+     * `seconds` (at most n_busy of them) while another thread streams calls
+     * of bulk_size bytes back to back: on the same client and connection
+     * for qrpc, on a second connection for bare.  Latencies in us.
+     */
+    void (*mixed)(int n_idle, double *idle_us, int n_busy, double *busy_us,
+                  double seconds, size_t bulk_size, net_mixed_out *out);
+} net_sys;
+
+extern const net_sys net_qrpc;
+extern const net_sys net_bare;
+
+/*
+ * The in-process workload: qrpc's add on a node that serves it itself
+ * (target "local"), and the same addition as a plain function call through
+ * a pointer.  n calls; returns a checksum of the results.
+ */
+uint64_t net_local_qrpc_setup(void);
+uint64_t net_local_qrpc(uint64_t n);
+void net_local_qrpc_teardown(void);
+uint64_t net_local_direct(uint64_t n);
+
+/* Reports a failure and exits (the driver's atexit handler stops the
+ * servers): a benchmark of a broken system is void. */
+_Noreturn void net_fail(const char *system, const char *what, const char *detail);
+
+#endif

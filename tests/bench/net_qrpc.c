@@ -1,0 +1,488 @@
+/*
+ * net_qrpc.c - the "qrpc" system of the network workloads: the stubs that
+ * qrpcgen generates from netbench.qidl, over libqrpc's TCP transport, as
+ * an application would use them.
+ *
+ * The server is a node listening on 127.0.0.1:0 with the default workers
+ * that serves nb.Bench.  The client is one node with one client of the
+ * server's address: every workload's calls, from any thread, share its one
+ * FrontEnd and connection.  Both nodes raise max_message to
+ * NET_MAX_MESSAGE: the default (64 MiB) refuses a 64 MiB `bytes` argument,
+ * whose encoding is 4 bytes longer.  Everything else is the default.
+ *
+ * Also here: the in-process workload (target "local") and its plain
+ * function-call reference.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_net.h"
+#include "bench_util.h"
+#include "netbench.h"
+
+static void qrpc_fail(const char *what, int rc)
+{
+    char detail[128];
+
+    snprintf(detail, sizeof detail, "%s (%s)", qrpc_strerror(rc), qrpc_err_name(rc));
+    net_fail("qrpc", what, detail);
+}
+
+/* ---- the server ---------------------------------------------------------------- */
+
+static int srv_add(qrpc_ctx *ctx, int32_t a, int32_t b, int32_t *result)
+{
+    (void)ctx;
+    *result = (int32_t)((uint32_t)a + (uint32_t)b);
+    return 0;
+}
+
+static int srv_sink(qrpc_ctx *ctx, const qrpc_bytes *data, uint32_t *result)
+{
+    (void)ctx;
+    *result = (uint32_t)data->len;
+    return 0;
+}
+
+static const nb_Bench_handlers srv_handlers = { srv_add, srv_sink };
+
+static int qrpc_serve_main(void)
+{
+    qrpc_node_config cfg;
+    qrpc_node *node = NULL;
+    char c;
+    int rc;
+
+    qrpc_node_config_init(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.max_message = NET_MAX_MESSAGE;
+    rc = qrpc_node_create(&cfg, &node);
+    if (rc != 0)
+        qrpc_fail("server node", rc);
+    rc = nb_Bench_serve(node, &srv_handlers, NULL);
+    if (rc != 0)
+        qrpc_fail("serving nb.Bench", rc);
+    printf("%s\n", qrpc_node_address(node));
+    fflush(stdout);
+    /* Until the driver goes away (or closes our stdin). */
+    while (read(0, &c, 1) > 0 || errno == EINTR)
+        ;
+    qrpc_node_destroy(node);
+    return 0;
+}
+
+/* ---- the client ------------------------------------------------------------------ */
+
+static qrpc_node *cli_node;
+static qrpc_client *cli;
+
+static void qrpc_open(const char *addr)
+{
+    qrpc_node_config cfg;
+    int32_t r;
+    int rc;
+
+    qrpc_node_config_init(&cfg);
+    cfg.max_message = NET_MAX_MESSAGE;
+    rc = qrpc_node_create(&cfg, &cli_node);
+    if (rc != 0)
+        qrpc_fail("client node", rc);
+    rc = nb_Bench_connect(cli_node, addr, &cli);
+    if (rc != 0)
+        qrpc_fail("connect", rc);
+    rc = nb_Bench_add(cli, 1, 2, &r);           /* dials */
+    if (rc != 0 || r != 3)
+        qrpc_fail("first call", rc);
+}
+
+static void qrpc_close(void)
+{
+    qrpc_client_destroy(cli);
+    cli = NULL;
+    qrpc_node_destroy(cli_node);
+    cli_node = NULL;
+}
+
+static void qrpc_add(int32_t a, int32_t b)
+{
+    int32_t r;
+    int rc = nb_Bench_add(cli, a, b, &r);
+
+    if (rc != 0)
+        qrpc_fail("add", rc);
+    if (r != (int32_t)((uint32_t)a + (uint32_t)b))
+        net_fail("qrpc", "add", "wrong sum");
+}
+
+static void qrpc_latency(int n, double *us)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        double t0 = bench_now();
+
+        qrpc_add(i, 1);
+        us[i] = (bench_now() - t0) * 1e6;
+    }
+}
+
+static void qrpc_sleep(double s)
+{
+    struct timespec ts;
+
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- threads: one sync call in flight per thread ---------------------------------- */
+
+typedef struct qrpc_worker {
+    pthread_t thread;
+    atomic_uint_least64_t calls;
+    char pad[64];
+} qrpc_worker;
+
+static atomic_bool qrpc_stop;
+static pthread_barrier_t qrpc_barrier;
+
+static void *qrpc_worker_main(void *arg)
+{
+    qrpc_worker *w = arg;
+    int32_t i = 0;
+
+    pthread_barrier_wait(&qrpc_barrier);
+    while (!atomic_load_explicit(&qrpc_stop, memory_order_relaxed)) {
+        qrpc_add(i++, 1);
+        atomic_fetch_add_explicit(&w->calls, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static uint64_t qrpc_sum_calls(qrpc_worker *w, int n)
+{
+    uint64_t s = 0;
+    int i;
+
+    for (i = 0; i < n; i++)
+        s += atomic_load_explicit(&w[i].calls, memory_order_relaxed);
+    return s;
+}
+
+static void qrpc_threads(int nthreads, double warm, double seconds, uint64_t *calls,
+                         double *elapsed)
+{
+    qrpc_worker *w = calloc((size_t)nthreads, sizeof *w);
+    uint64_t c0;
+    double t0;
+    int i;
+
+    if (w == NULL)
+        net_fail("qrpc", "threads", "out of memory");
+    atomic_store(&qrpc_stop, false);
+    pthread_barrier_init(&qrpc_barrier, NULL, (unsigned)nthreads + 1);
+    for (i = 0; i < nthreads; i++) {
+        atomic_init(&w[i].calls, 0);
+        if (pthread_create(&w[i].thread, NULL, qrpc_worker_main, &w[i]) != 0)
+            net_fail("qrpc", "threads", "cannot start a thread");
+    }
+    pthread_barrier_wait(&qrpc_barrier);
+    qrpc_sleep(warm);
+    c0 = qrpc_sum_calls(w, nthreads);
+    t0 = bench_now();
+    qrpc_sleep(seconds);
+    *calls = qrpc_sum_calls(w, nthreads) - c0;
+    *elapsed = bench_now() - t0;
+    atomic_store(&qrpc_stop, true);
+    for (i = 0; i < nthreads; i++)
+        pthread_join(w[i].thread, NULL);
+    pthread_barrier_destroy(&qrpc_barrier);
+    free(w);
+}
+
+/* ---- pipelined: async calls, a window of them in flight ----------------------------- */
+
+/*
+ * An issuing thread keeps up to `window` calls in flight; completions run
+ * on the client node's I/O thread.  When the window is full the issuer
+ * sleeps until half of it has completed (a wake-up per completion would
+ * measure the scheduler, not qrpc).
+ */
+typedef struct qrpc_pipe {
+    uint32_t window;
+    atomic_uint inflight;
+    atomic_uint_least64_t completed;
+    atomic_uint_least64_t failed;
+    atomic_int waiting;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} qrpc_pipe;
+
+static qrpc_pipe qpipe;
+
+static void qrpc_pipe_done(int status, nb_Bench_add_reply *reply, void *arg)
+{
+    qrpc_pipe *p = arg;
+
+    if (status != 0 || reply->result != 3)
+        atomic_fetch_add(&p->failed, 1);
+    atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
+    if (atomic_fetch_sub(&p->inflight, 1) - 1 <= p->window / 2 &&
+        atomic_load(&p->waiting)) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+static void *qrpc_pipe_issuer(void *arg)
+{
+    qrpc_pipe *p = arg;
+
+    while (!atomic_load_explicit(&qrpc_stop, memory_order_relaxed)) {
+        int rc;
+
+        if (atomic_load(&p->inflight) >= p->window) {
+            pthread_mutex_lock(&p->lock);
+            atomic_store(&p->waiting, 1);
+            while (atomic_load(&p->inflight) > p->window / 2 && !atomic_load(&qrpc_stop))
+                pthread_cond_wait(&p->cond, &p->lock);
+            atomic_store(&p->waiting, 0);
+            pthread_mutex_unlock(&p->lock);
+            continue;
+        }
+        atomic_fetch_add(&p->inflight, 1);
+        rc = nb_Bench_add_async(cli, 1, 2, qrpc_pipe_done, p);
+        if (rc != 0)
+            qrpc_fail("add_async", rc);
+    }
+    return NULL;
+}
+
+static void qrpc_pipelined(int window, double warm, double seconds, uint64_t *calls,
+                           double *elapsed)
+{
+    qrpc_pipe *p = &qpipe;
+    pthread_t t;
+    uint64_t c0;
+    double t0, deadline;
+
+    p->window = (uint32_t)window;
+    atomic_store(&p->inflight, 0);
+    atomic_store(&p->completed, 0);
+    atomic_store(&p->failed, 0);
+    atomic_store(&p->waiting, 0);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    atomic_store(&qrpc_stop, false);
+    if (pthread_create(&t, NULL, qrpc_pipe_issuer, p) != 0)
+        net_fail("qrpc", "pipelined", "cannot start a thread");
+    qrpc_sleep(warm);
+    c0 = atomic_load(&p->completed);
+    t0 = bench_now();
+    qrpc_sleep(seconds);
+    *calls = atomic_load(&p->completed) - c0;
+    *elapsed = bench_now() - t0;
+    atomic_store(&qrpc_stop, true);
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(t, NULL);
+    /* the calls still in flight complete (or time out) before we go on */
+    deadline = bench_now() + 60;
+    while (atomic_load(&p->inflight) != 0) {
+        if (bench_now() > deadline)
+            net_fail("qrpc", "pipelined", "calls still in flight after 60 s");
+        qrpc_sleep(0.001);
+    }
+    if (atomic_load(&p->failed) != 0)
+        net_fail("qrpc", "pipelined", "calls failed or returned a wrong sum");
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+}
+
+/* ---- bulk ---------------------------------------------------------------------- */
+
+static void qrpc_message(qrpc_bytes *m, size_t size)
+{
+    size_t i;
+
+    m->data = malloc(size);
+    m->len = size;
+    if (m->data == NULL)
+        net_fail("qrpc", "bulk", "out of memory");
+    for (i = 0; i < size; i++)
+        m->data[i] = (uint8_t)(i * 131u);
+}
+
+static void qrpc_bulk_call(const qrpc_bytes *m)
+{
+    uint32_t r;
+    int rc = nb_Bench_sink(cli, m, &r);
+
+    if (rc != 0)
+        qrpc_fail("sink", rc);
+    if (r != m->len)
+        net_fail("qrpc", "sink", "wrong length");
+}
+
+static void qrpc_bulk(size_t size, int min_calls, double seconds, uint64_t *calls,
+                      double *elapsed)
+{
+    qrpc_bytes m;
+    uint64_t n = 0;
+    double t0, t;
+
+    qrpc_message(&m, size);
+    qrpc_bulk_call(&m);                 /* warm-up */
+    t0 = bench_now();
+    do {
+        qrpc_bulk_call(&m);
+        n++;
+        t = bench_now();
+    } while (t - t0 < seconds || n < (uint64_t)min_calls);
+    *calls = n;
+    *elapsed = t - t0;
+    qrpc_bytes_free(&m);
+}
+
+/* ---- mixed: small calls while another thread streams on the same client -------- */
+
+typedef struct qrpc_streamer {
+    qrpc_bytes msg;
+    atomic_bool started;
+    atomic_uint_least64_t calls;
+} qrpc_streamer;
+
+static void *qrpc_stream_main(void *arg)
+{
+    qrpc_streamer *s = arg;
+
+    atomic_store(&s->started, true);
+    while (!atomic_load(&qrpc_stop)) {
+        qrpc_bulk_call(&s->msg);
+        atomic_fetch_add(&s->calls, 1);
+    }
+    return NULL;
+}
+
+static void qrpc_mixed(int n_idle, double *idle_us, int n_busy, double *busy_us,
+                       double seconds, size_t bulk_size, net_mixed_out *out)
+{
+    qrpc_streamer s;
+    pthread_t t;
+    uint64_t c0;
+    double start, t0;
+    int i;
+
+    qrpc_latency(n_idle, idle_us);
+    out->n_idle = n_idle;
+
+    qrpc_message(&s.msg, bulk_size);
+    atomic_init(&s.started, false);
+    atomic_init(&s.calls, 0);
+    qrpc_bulk_call(&s.msg);             /* warm-up */
+    atomic_store(&qrpc_stop, false);
+    if (pthread_create(&t, NULL, qrpc_stream_main, &s) != 0)
+        net_fail("qrpc", "mixed", "cannot start a thread");
+    while (!atomic_load(&s.started))
+        sched_yield();
+    qrpc_sleep(0.005);                  /* the stream is flowing */
+    c0 = atomic_load(&s.calls);
+    start = bench_now();
+    for (i = 0; i < n_busy; i++) {
+        t0 = bench_now();
+        if (t0 - start >= seconds)
+            break;
+        qrpc_add(i, 1);
+        busy_us[i] = (bench_now() - t0) * 1e6;
+    }
+    out->n_busy = i;
+    out->bulk_seconds = bench_now() - start;
+    out->bulk_calls = atomic_load(&s.calls) - c0;
+    atomic_store(&qrpc_stop, true);
+    pthread_join(t, NULL);
+    qrpc_bytes_free(&s.msg);
+}
+
+const net_sys net_qrpc = {
+    .system = "qrpc",
+    .serve = qrpc_serve_main,
+    .open = qrpc_open,
+    .close = qrpc_close,
+    .latency = qrpc_latency,
+    .threads = qrpc_threads,
+    .pipelined = qrpc_pipelined,
+    .bulk = qrpc_bulk,
+    .mixed = qrpc_mixed,
+};
+
+/* ---- in-process: target "local" ---------------------------------------------------- */
+
+static qrpc_node *local_node;
+static qrpc_client *local_cli;
+
+uint64_t net_local_qrpc_setup(void)
+{
+    int rc = qrpc_node_create(NULL, &local_node);
+
+    if (rc != 0)
+        qrpc_fail("local node", rc);
+    rc = nb_Bench_serve(local_node, &srv_handlers, NULL);
+    if (rc != 0)
+        qrpc_fail("serving nb.Bench locally", rc);
+    rc = nb_Bench_connect(local_node, "local", &local_cli);
+    if (rc != 0)
+        qrpc_fail("connect local", rc);
+    return net_local_qrpc(1000);
+}
+
+uint64_t net_local_qrpc(uint64_t n)
+{
+    uint64_t sum = 0, i;
+
+    for (i = 0; i < n; i++) {
+        int32_t r;
+        int rc = nb_Bench_add(local_cli, (int32_t)i, 1, &r);
+
+        if (rc != 0)
+            qrpc_fail("local add", rc);
+        sum += (uint32_t)r;
+    }
+    return sum;
+}
+
+void net_local_qrpc_teardown(void)
+{
+    qrpc_client_destroy(local_cli);
+    local_cli = NULL;
+    qrpc_node_destroy(local_node);
+    local_node = NULL;
+}
+
+/* The reference: the handler's addition through a pointer, nothing else. */
+static int32_t (*volatile direct_fn)(int32_t, int32_t);
+
+static int32_t direct_add(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+uint64_t net_local_direct(uint64_t n)
+{
+    uint64_t sum = 0, i;
+
+    direct_fn = direct_add;
+    for (i = 0; i < n; i++)
+        sum += (uint32_t)direct_fn((int32_t)i, 1);
+    return sum;
+}
