@@ -8,6 +8,7 @@
 #   fuzz_qidl    qrpcgen's front end and back ends (fuzz_qidl.c)
 #   fuzz_decode  the generated decoders of tests/idl's common, bank and
 #                kitchen (fuzz_decode.c)
+#   fuzz_frame   the runtime's frame reader (fuzz_frame.c)
 # then runs each for FUZZ_SECONDS on a fresh copy of its seed corpus
 # (tests/fuzz/run.sh) and fails if either finds a crash, a leak or a
 # timeout; the reproducer lands in $(BUILD)/fuzz/artifacts/.  Every object
@@ -110,6 +111,16 @@ $(FUZZ_DIR)/fuzz_seeds: tests/fuzz/fuzz_seeds.c $(FUZZ_GEN)/fuzz_types.h $(FUZZ_
 	$(CC) $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(RUNTIME_INC) -I$(FUZZ_GEN) -Itests/fuzz \
 	    -o $@ tests/fuzz/fuzz_seeds.c $(FUZZ_GEN_C) $(LDFLAGS_ALL) $(LIBQRPC_A) $(RUNTIME_LIBS)
 
+# ---- fuzz_frame ----------------------------------------------------------------
+# The runtime's frame reader, the code that reads every byte a peer sends.
+
+$(FUZZ_OBJ)/harness/fuzz_frame.o: tests/fuzz/fuzz_frame.c runtime/src/frame.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(RUNTIME_INC) -Iruntime/src -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_frame: $(FUZZ_OBJ)/harness/fuzz_frame.o $(FUZZ_RUNTIME_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(RUNTIME_LIBS)
+
 # ---- seed corpora --------------------------------------------------------------
 
 # Named DIR-FILE after their directory, so that equal names cannot clash.
@@ -124,6 +135,11 @@ $(FUZZ_DIR)/seeds/qidl.stamp: $(FUZZ_QIDL_SEEDS) \
 	    cp $$f $(FUZZ_DIR)/seeds/qidl/$${d##*/}-$${f##*/} || exit 1; done
 	@touch $@
 
+$(FUZZ_DIR)/seeds/frame.stamp: $(wildcard tests/fuzz/seeds/frame/*) tests/fuzz/seeds/frame
+	rm -rf $(FUZZ_DIR)/seeds/frame && mkdir -p $(FUZZ_DIR)/seeds
+	cp -R tests/fuzz/seeds/frame $(FUZZ_DIR)/seeds/frame
+	@touch $@
+
 $(FUZZ_DIR)/seeds/decode.stamp: $(FUZZ_DIR)/fuzz_seeds
 	rm -rf $(FUZZ_DIR)/seeds/decode && mkdir -p $(FUZZ_DIR)/seeds/decode
 	$(FUZZ_DIR)/fuzz_seeds $(FUZZ_DIR)/seeds/decode
@@ -134,12 +150,14 @@ $(FUZZ_DIR)/seeds/decode.stamp: $(FUZZ_DIR)/fuzz_seeds
 # Both harnesses run even if the first finds something; either failing fails.
 # fuzz_qidl's stderr is closed (-close_fd_mask=2) because the compiler's
 # diagnostics would drown libFuzzer's; sanitizer reports still appear.
-fuzz: deps $(FUZZ_DIR)/fuzz_qidl $(FUZZ_DIR)/fuzz_decode \
-      $(FUZZ_DIR)/seeds/qidl.stamp $(FUZZ_DIR)/seeds/decode.stamp
+fuzz: deps $(FUZZ_DIR)/fuzz_qidl $(FUZZ_DIR)/fuzz_decode $(FUZZ_DIR)/fuzz_frame \
+      $(FUZZ_DIR)/seeds/qidl.stamp $(FUZZ_DIR)/seeds/decode.stamp \
+      $(FUZZ_DIR)/seeds/frame.stamp
 	@status=0; \
 	tests/fuzz/run.sh $(FUZZ_DIR) fuzz_qidl $(FUZZ_SECONDS) \
 	    -dict=tests/fuzz/qidl.dict -close_fd_mask=2 || status=1; \
 	tests/fuzz/run.sh $(FUZZ_DIR) fuzz_decode $(FUZZ_SECONDS) || status=1; \
+	tests/fuzz/run.sh $(FUZZ_DIR) fuzz_frame $(FUZZ_SECONDS) || status=1; \
 	if [ $$status = 0 ]; then echo "make fuzz: no crash, leak or timeout found"; \
 	else echo "make fuzz: FAILED: see the reproducers above"; exit 1; fi
 
