@@ -51,6 +51,7 @@ struct qrpc__conn {
     qrpc__conn_role role;
     char peer[64];
     atomic_uint refs;
+    atomic_bool failing;        /* qrpc__conn_fail() has begun (runs once) */
     atomic_bool dead;
 
     /* the I/O thread's */
@@ -315,14 +316,20 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
     qrpc__pcall *list = NULL, *pc, *next;
     uint32_t i;
 
-    if (atomic_exchange(&c->dead, true))
+    if (atomic_exchange(&c->failing, true))
         return;
     if (why != NULL)
         qrpc__log(c->node, "closing connection %s %s: %s",
                   c->role == QRPC__CONN_CLIENT ? "to" : "from", c->peer, why);
-    /* After this no writev can carry anything (see the top of the file). */
-    shutdown(c->fd, SHUT_RDWR);
+    /*
+     * Out of epoll before anyone can see `dead`: the I/O thread drops its
+     * reference to a dead connection, so once it could see dead, no later
+     * epoll_wait may return this connection again.
+     */
     qrpc__io_del(c->node, c->fd);
+    atomic_store(&c->dead, true);
+    /* After this no write can carry anything (see the top of the file). */
+    shutdown(c->fd, SHUT_RDWR);
     pthread_mutex_lock(&c->lock);
     for (i = 0; c->ptab != NULL && i <= c->pmask; i++) {
         for (pc = c->ptab[i]; pc != NULL; pc = next) {
@@ -342,6 +349,24 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
 }
 
 /* ---- the writer ----------------------------------------------------------------- */
+
+/*
+ * The writer role (`writing`): CONN_IDLE, CONN_WRITING (a thread holds it),
+ * or CONN_HANDED (the holder found the socket full and left its batch to
+ * the I/O thread).  Taking the role is always a compare-and-swap from
+ * idle, so nobody can overwrite a hand-over; release and acquire make the
+ * batch state the last holder wrote visible to the next.
+ */
+enum { CONN_IDLE = 0, CONN_WRITING = 1, CONN_HANDED = 2 };
+
+static bool conn_take_role(qrpc__conn *c)
+{
+    int idle = CONN_IDLE;
+
+    return atomic_compare_exchange_strong_explicit(&c->writing, &idle, CONN_WRITING,
+                                                   memory_order_acquire,
+                                                   memory_order_relaxed);
+}
 
 static void conn_push(qrpc__conn *c, qrpc__omsg *m)
 {
@@ -533,16 +558,15 @@ static void conn_drain(qrpc__conn *c)
         if (atomic_load(&c->dead)) {
             conn_free_ring(c);
             c->iov_n = c->iov_pos = c->f_n = c->f_pos = 0;
-            atomic_store(&c->writing, 0);
+            atomic_store_explicit(&c->writing, CONN_IDLE, memory_order_release);
             return;
         }
         if (c->iov_pos == c->iov_n) {
             conn_take_queue(c);
             if (conn_fill(c, sent, &n_sent) == 0) {
                 /* Nothing left: give up the role, then look once more. */
-                atomic_store(&c->writing, 0);
-                if (atomic_load(&c->queue) == NULL ||
-                    atomic_exchange(&c->writing, 1) != 0)
+                atomic_store_explicit(&c->writing, CONN_IDLE, memory_order_release);
+                if (atomic_load(&c->queue) == NULL || !conn_take_role(c))
                     return;
                 continue;
             }
@@ -564,6 +588,8 @@ static void conn_drain(qrpc__conn *c)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* publish the batch state before the I/O thread can be woken */
+            atomic_store_explicit(&c->writing, CONN_HANDED, memory_order_release);
             qrpc__io_want_write(c->node, c, true);
             return;             /* the I/O thread holds the role now */
         }
@@ -574,14 +600,21 @@ static void conn_drain(qrpc__conn *c)
 static void conn_send(qrpc__conn *c, qrpc__omsg *m)
 {
     conn_push(c, m);
-    if (atomic_exchange(&c->writing, 1) == 0)
+    if (conn_take_role(c))
         conn_drain(c);
 }
 
 void qrpc__conn_on_writable(qrpc__conn *c)
 {
+    int w = CONN_HANDED;
+
     qrpc__io_want_write(c->node, c, false);
-    conn_drain(c);
+    /* the handed-over batch, or an idle connection; a busy writer needs no help */
+    if (atomic_compare_exchange_strong_explicit(&c->writing, &w, CONN_WRITING,
+                                                memory_order_acquire,
+                                                memory_order_relaxed) ||
+        (w == CONN_IDLE && conn_take_role(c)))
+        conn_drain(c);
 }
 
 static qrpc__omsg *conn_omsg(uint8_t type, uint32_t stream)
@@ -606,7 +639,8 @@ static void conn_send_control(qrpc__conn *c, uint8_t type, uint32_t stream,
         qrpc__conn_fail(c, QRPC_EUNKNOWN, "out of memory");
         return;
     }
-    memcpy(m->head + QRPC__FRAME_HDR, payload, len);
+    if (len != 0)               /* payload may be NULL then: memcpy must not see it */
+        memcpy(m->head + QRPC__FRAME_HDR, payload, len);
     m->head_len += len;
     conn_send(c, m);
 }
@@ -942,6 +976,7 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
     c->role = role;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     atomic_init(&c->refs, 1);
+    atomic_init(&c->failing, false);
     atomic_init(&c->dead, false);
     atomic_init(&c->queue, NULL);
     atomic_init(&c->writing, 0);
