@@ -480,7 +480,7 @@ static int rx_ctrl(qrpc__rx *rx, const uint8_t *h, const char **why)
             return rx_fail(rx, why, "HELLO limits below the protocol's minimums");
         rx->hello = true;
         return rx->ops.on_hello != NULL ? rx->ops.on_hello(rx->owner, &hello) : 0;
-    case QRPC__F_PING:          /* the payload is opaque; PONG echoes it */
+    case QRPC__F_PING:          /* the payload is opaque (a PONG may echo it or be empty) */
         return rx->ops.on_ping != NULL ? rx->ops.on_ping(rx->owner, rx->fh.stream) : 0;
     case QRPC__F_PONG:
         return rx->ops.on_pong != NULL ? rx->ops.on_pong(rx->owner, rx->fh.stream) : 0;
