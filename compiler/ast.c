@@ -149,3 +149,17 @@ char *qg_printf(qg_program *p, const char *fmt, ...)
     va_end(ap);
     return r;
 }
+
+const char *qg_kind_word(const qg_decl *d)
+{
+    switch (d->kind) {
+    case QG_D_CONST: return "constant";
+    case QG_D_ENUM: return "enum";
+    case QG_D_ENUM_MEMBER: return "enum member";
+    case QG_D_TYPEDEF: return "typedef";
+    case QG_D_STRUCT: return "struct";
+    case QG_D_UNION: return "union";
+    case QG_D_SERVICE: return "service";
+    }
+    return "declaration";
+}

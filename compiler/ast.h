@@ -245,6 +245,9 @@ char *qg_strndup(qg_program *p, const char *s, size_t n);
 char *qg_printf(qg_program *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* "struct", "enum member", ...: how messages name a declaration's kind. */
+const char *qg_kind_word(const qg_decl *d);
+
 /* gcc-style "file:line:col: error: msg" on stderr; counts in p->errors. */
 void qg_error(qg_program *p, qg_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -169,23 +169,22 @@ static void cname_add_type(cname_set *s, const char *base, const char *what, qg_
         cname_add(s, qg_printf(s->p, "%s%s", base, cname_type_suffixes[i]), what, loc);
 }
 
-static void cname_add_anon(cname_set *s, const qg_file *f, const qg_type *t, const char *what);
+static void cname_add_anon(cname_set *s, const qg_file *f, const qg_type *t);
 
-static void cname_add_anon_field(cname_set *s, const qg_file *f, const qg_field *fd,
-                                 const char *what)
+static void cname_add_anon_field(cname_set *s, const qg_file *f, const qg_field *fd)
 {
     if (fd != NULL && fd->type != NULL)
-        cname_add_anon(s, f, fd->type, what);
+        cname_add_anon(s, f, fd->type);
 }
 
 /* Anonymous list and optional types get their own generated names. */
-static void cname_add_anon(cname_set *s, const qg_file *f, const qg_type *t, const char *what)
+static void cname_add_anon(cname_set *s, const qg_file *f, const qg_type *t)
 {
     const char *tag;
 
     if (t->kind != QG_T_LIST && t->kind != QG_T_OPTIONAL)
         return;
-    cname_add_anon(s, f, t->elem, what);
+    cname_add_anon(s, f, t->elem);
     tag = qg_printf(s->p, "%s_%s", f->package, qg_cname_tag(s->p, f, t));
     /*
      * Two uses of the same anonymous type share its name; only a clash with
@@ -193,7 +192,6 @@ static void cname_add_anon(cname_set *s, const qg_file *f, const qg_type *t, con
      * shared description.
      */
     cname_add_type(s, tag, qg_printf(s->p, "the anonymous type %s", tag), t->loc);
-    (void)what;
 }
 
 /*
@@ -281,19 +279,6 @@ static void cname_check_params(qg_program *p, const qg_method *m)
     }
 }
 
-static const char *cname_kind_word(qg_decl_kind k)
-{
-    switch (k) {
-    case QG_D_CONST: return "constant";
-    case QG_D_ENUM: return "enum";
-    case QG_D_ENUM_MEMBER: return "enum member";
-    case QG_D_TYPEDEF: return "typedef";
-    case QG_D_STRUCT: return "struct";
-    case QG_D_UNION: return "union";
-    case QG_D_SERVICE: return "service";
-    }
-    return "declaration";
-}
 
 void qg_check_cnames(qg_program *p, qg_file *f)
 {
@@ -310,7 +295,7 @@ void qg_check_cnames(qg_program *p, qg_file *f)
     memset(&s, 0, sizeof s);
     s.p = p;
     for (d = f->decls; d != NULL; d = d->next) {
-        const char *what = qg_printf(p, "%s '%s'", cname_kind_word(d->kind), d->name);
+        const char *what = qg_printf(p, "%s '%s'", qg_kind_word(d), d->name);
         const char *base = qg_cname_decl(p, d);
         const qg_decl *m;
         const qg_field *fd;
@@ -332,13 +317,13 @@ void qg_check_cnames(qg_program *p, qg_file *f)
             break;
         case QG_D_TYPEDEF:
             cname_add_type(&s, base, what, d->loc);
-            cname_add_anon_field(&s, f, d->tdef, what);
+            cname_add_anon_field(&s, f, d->tdef);
             break;
         case QG_D_STRUCT:
             cname_add_type(&s, base, what, d->loc);
             for (fd = d->fields; fd != NULL; fd = fd->next) {
                 cname_check_clib(p, fd->loc, "field", fd->name);
-                cname_add_anon_field(&s, f, fd, what);
+                cname_add_anon_field(&s, f, fd);
             }
             break;
         case QG_D_UNION:
@@ -347,7 +332,7 @@ void qg_check_cnames(qg_program *p, qg_file *f)
             for (arm = d->arms; arm != NULL; arm = arm->next) {
                 if (arm->field != NULL)
                     cname_check_clib(p, arm->field->loc, "union arm", arm->field->name);
-                cname_add_anon_field(&s, f, arm->field, what);
+                cname_add_anon_field(&s, f, arm->field);
             }
             break;
         case QG_D_SERVICE:
@@ -361,9 +346,9 @@ void qg_check_cnames(qg_program *p, qg_file *f)
                 cname_check_clib(p, me->loc, "method", me->name);
                 for (i = 0; method_suffixes[i] != NULL; i++)
                     cname_add(&s, qg_printf(p, "%s%s", mb, method_suffixes[i]), mw, me->loc);
-                cname_add_anon(&s, f, me->result, mw);
+                cname_add_anon(&s, f, me->result);
                 for (pa = me->params; pa != NULL; pa = pa->next)
-                    cname_add_anon(&s, f, pa->f.type, mw);
+                    cname_add_anon(&s, f, pa->f.type);
                 cname_check_params(p, me);
             }
             break;

@@ -95,7 +95,7 @@ static void cl_reply_decode(gen_ctx *g, const qg_decl *svc, const qg_method *m)
 }
 
 /* "if (x == NULL || y == NULL)\n        return QRPC_EINVAL;" for pointers that must be set. */
-static void cl_null_checks(gen_ctx *g, const qg_method *m, bool sync, bool with_cb)
+static void cl_null_checks(gen_ctx *g, const qg_method *m, bool sync)
 {
     const qg_param *pa;
     qg_strbuf cond;
@@ -112,7 +112,6 @@ static void cl_null_checks(gen_ctx *g, const qg_method *m, bool sync, bool with_
     }
     if (sync && m->result->kind != QG_T_VOID)
         qg_sb_printf(&cond, "%sresult == NULL", cond.len ? " || " : "");
-    (void)with_cb;
     if (cond.len != 0)
         qg_sb_printf(g->sb, "    if (%s)\n        return QRPC_EINVAL;\n", cond.data);
     qg_sb_free(&cond);
@@ -160,7 +159,7 @@ static void cl_sync(gen_ctx *g, const qg_decl *svc, const qg_method *m)
     if (gen_method_has_reply(m))
         qg_sb_printf(g->sb, "    %s_reply out;\n", mn);
     qg_sb_puts(g->sb, "    int rc;\n\n");
-    cl_null_checks(g, m, true, false);
+    cl_null_checks(g, m, true);
     cl_call_put_args(g, mn, m);
     if (m->oneway) {
         qg_sb_printf(g->sb, "    return qrpc_call(client, %s_ID, &args, NULL);\n}\n", mn);
@@ -206,7 +205,7 @@ static void cl_async(gen_ctx *g, const qg_decl *svc, const qg_method *m)
         if (pa->dir != QG_OUT)
             qg_sb_printf(g->sb, ", %s", gen_in_param_decl(g, pa));
     qg_sb_printf(g->sb, ", %s_cb cb, void *arg)\n{\n    qrpc_buf args;\n    int rc;\n\n", mn);
-    cl_null_checks(g, m, false, true);
+    cl_null_checks(g, m, false);
     qg_sb_printf(g->sb, "    qrpc_buf_init(&args);\n    rc = %s_put_args(&args", mn);
     for (pa = m->params; pa != NULL; pa = pa->next)
         if (pa->dir != QG_OUT)

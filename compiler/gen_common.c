@@ -904,15 +904,3 @@ bool gen_is_type_decl(const qg_decl *d)
            d->kind == QG_D_STRUCT || d->kind == QG_D_UNION;
 }
 
-const char *gen_kind_word(const qg_decl *d)
-{
-    switch (d->kind) {
-    case QG_D_ENUM: return "enum";
-    case QG_D_TYPEDEF: return "typedef";
-    case QG_D_STRUCT: return "struct";
-    case QG_D_UNION: return "union";
-    case QG_D_SERVICE: return "service";
-    case QG_D_CONST: return "constant";
-    default: return "declaration";
-    }
-}

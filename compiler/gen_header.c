@@ -172,7 +172,7 @@ static void hdr_type_protos(gen_ctx *g, const qg_decl *d)
 {
     const char *n = qg_cname_decl(g->p, d);
 
-    qg_sb_printf(g->sb, "\n/* %s %s */\n", gen_kind_word(d), n);
+    qg_sb_printf(g->sb, "\n/* %s %s */\n", qg_kind_word(d), n);
     if (d->kind == QG_D_ENUM) {
         qg_sb_printf(g->sb, "bool %s_valid(int32_t v);\n", n);
         qg_sb_printf(g->sb, "const char *%s_name(%s v);\n", n, n);

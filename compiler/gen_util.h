@@ -89,6 +89,5 @@ const char *gen_in_param_decl(gen_ctx *g, const qg_param *pa);
 
 /* Declarations of a file that are types, in a definable order. */
 bool gen_is_type_decl(const qg_decl *d);
-const char *gen_kind_word(const qg_decl *d);
 
 #endif

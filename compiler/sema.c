@@ -244,19 +244,6 @@ static void sema_check_name(sema *s, qg_loc loc, const char *name)
         qg_error(s->p, loc, "'%s' is a C keyword", name);
 }
 
-static const char *sema_kind_word(const qg_decl *d)
-{
-    switch (d->kind) {
-    case QG_D_CONST: return "constant";
-    case QG_D_ENUM: return "enum";
-    case QG_D_ENUM_MEMBER: return "enum member";
-    case QG_D_TYPEDEF: return "typedef";
-    case QG_D_STRUCT: return "struct";
-    case QG_D_UNION: return "union";
-    case QG_D_SERVICE: return "service";
-    }
-    return "declaration";
-}
 
 static const char *sema_scalar_name(qg_type_kind k)
 {
@@ -423,13 +410,13 @@ static qg_decl *sema_lookup(sema *s, qg_loc loc, const char *name,
     if (want_type && !sema_is_type_decl(d)) {
         qg_error(s->p, loc, "'%s' is not a type", name);
         qg_note(s->p, d->loc, "'%s' is declared here as a %s", d->name,
-                sema_kind_word(d));
+                qg_kind_word(d));
         return NULL;
     }
     if (!want_type && d->kind != QG_D_CONST && d->kind != QG_D_ENUM_MEMBER) {
         qg_error(s->p, loc, "'%s' is not a constant", name);
         qg_note(s->p, d->loc, "'%s' is declared here as a %s", d->name,
-                sema_kind_word(d));
+                qg_kind_word(d));
         return NULL;
     }
     if (s->file->is_main)
@@ -733,7 +720,7 @@ static bool sema_value(sema *s, qg_decl *d, sema_int *v)
         return false;
     case SEMA_BUSY:
         qg_error(s->p, d->loc, "the value of %s '%s' depends on itself",
-                 sema_kind_word(d), d->name);
+                 qg_kind_word(d), d->name);
         for (i = s->depth; i > 0 && s->stack[i - 1] != d; i--)
             ;
         for (; i < s->depth; i++)
@@ -745,7 +732,7 @@ static bool sema_value(sema *s, qg_decl *d, sema_int *v)
     /* evaluation recurses through references: bound it (qidl(5), LIMITS) */
     if (s->depth >= SEMA_MAX_CHAIN) {
         qg_error(s->p, d->loc, "the value of %s '%s' is defined through more "
-                 "than %d other constants", sema_kind_word(d), d->name, SEMA_MAX_CHAIN);
+                 "than %d other constants", qg_kind_word(d), d->name, SEMA_MAX_CHAIN);
         d->state = SEMA_FAILED;
         return false;
     }
@@ -1153,7 +1140,7 @@ static void sema_byval_report(sema *s, qg_decl *target)
         ;
     i--;
     qg_error(s->p, target->loc, "%s '%s' contains itself; recursion must "
-             "go through optional<> or list<>", sema_kind_word(target),
+             "go through optional<> or list<>", qg_kind_word(target),
              target->name);
     for (j = i; j < s->depth; j++) {
         const qg_decl *from = s->stack[j];

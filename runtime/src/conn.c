@@ -921,6 +921,9 @@ void qrpc__conn_on_readable(qrpc__conn *c)
             return;
         }
         conn_stall_account(c, was_idle, (size_t)r);
+        /* a short read drained the socket; epoll is level-triggered */
+        if ((size_t)r < sizeof buf)
+            return;
     }
 }
 

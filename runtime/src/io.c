@@ -106,20 +106,6 @@ void qrpc__io_track(qrpc_node *n, qrpc__conn *c)
     pthread_mutex_unlock(&io->lock);
 }
 
-void qrpc__io_untrack(qrpc_node *n, qrpc__conn *c)
-{
-    qrpc__io *io = n->io;
-    size_t i;
-
-    pthread_mutex_lock(&io->lock);
-    for (i = 0; i < io->n_conns; i++) {
-        if (io->conns[i] == c) {
-            io->conns[i] = io->conns[--io->n_conns];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&io->lock);
-}
 
 /*
  * Drops dead connections and ticks the others.  The references are

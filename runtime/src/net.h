@@ -129,9 +129,9 @@ void qrpc__io_del(qrpc_node *n, int fd);
 void qrpc__io_want_write(qrpc_node *n, qrpc__conn *c, bool on);
 /* Makes the loop recompute its timeout (a nearer deadline appeared). */
 void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns);
-/* The connections the I/O thread watches, for ticks and shutdown. */
+/* Adds c to the connections the I/O thread watches (ticks, shutdown); the
+ * loop itself drops it, and its reference, once c is dead. */
 void qrpc__io_track(qrpc_node *n, qrpc__conn *c);
-void qrpc__io_untrack(qrpc_node *n, qrpc__conn *c);
 
 /* The socket of c (for epoll). */
 int qrpc__conn_fd(const qrpc__conn *c);
