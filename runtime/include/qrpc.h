@@ -83,6 +83,10 @@ typedef struct qrpc_node_config {
     uint32_t max_frame;                 /* frame payload on the wire (0: 64 KiB) */
     uint32_t stall_timeout_ms;          /* a peer that leaves a frame unfinished
                                            this long is dropped (0: 30000) */
+    int32_t spin_us;                    /* how long a caller waiting for a
+                                           reply keeps the CPU, yielding,
+                                           before it sleeps
+                                           (0: 50; -1: never) [-1, 100000] */
     void (*log)(void *arg, const char *line);   /* NULL: lines go to stderr */
     void *log_arg;
 } qrpc_node_config;

@@ -175,15 +175,17 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
 
 /*
  * What a synchronous call waits for.  A local call has completed when
- * qrpc__fe_call() returns; a remote one completes on the I/O thread,
+ * qrpc__fe_call() returns; a remote one completes on a loop thread,
  * which signals here (and never touches w after unlocking: the caller's
- * stack frame goes away as soon as it sees done).
+ * stack frame goes away once it has seen done and taken the lock).  The
+ * caller first spins a little (config spin_us): a reply that comes within
+ * it saves two trips through the scheduler.
  */
 typedef struct client_sync {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int status;
-    bool done;
+    atomic_bool done;
 } client_sync;
 
 static void client_sync_done(int status, qrpc_reader *results,
@@ -195,7 +197,7 @@ static void client_sync_done(int status, qrpc_reader *results,
     (void)fn;
     pthread_mutex_lock(&w->lock);
     w->status = status;
-    w->done = true;
+    atomic_store_explicit(&w->done, true, memory_order_release);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
@@ -226,7 +228,7 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
         call.reply = reply;
     }
     w.status = QRPC_EUNKNOWN;
-    w.done = false;
+    atomic_init(&w.done, false);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
     call.done = client_sync_done;
@@ -235,10 +237,16 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     rc = qrpc__fe_call(c->fe, &call);
     if (rc == 0) {
         /* every FrontEnd completes a started call by its deadline */
-        pthread_mutex_lock(&w.lock);
-        while (!w.done)
-            pthread_cond_wait(&w.cond, &w.lock);
-        pthread_mutex_unlock(&w.lock);
+        if (!qrpc__spin_wait(&w.done, qrpc__spin_ns(c->node))) {
+            pthread_mutex_lock(&w.lock);
+            while (!atomic_load(&w.done))
+                pthread_cond_wait(&w.cond, &w.lock);
+            pthread_mutex_unlock(&w.lock);
+        } else {
+            /* the completer may still hold the lock: wait until it lets go */
+            pthread_mutex_lock(&w.lock);
+            pthread_mutex_unlock(&w.lock);
+        }
         rc = w.status;
     }
     pthread_cond_destroy(&w.cond);

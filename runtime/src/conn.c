@@ -10,8 +10,11 @@
  * message is not handed to a temporary thread: the writer cuts every
  * message into frames and takes frames from the messages in turn, so a
  * 64 MiB argument holds a small call back by one frame at most.  A write
- * that would block leaves the writer role with the I/O thread, which
- * resumes on EPOLLOUT.  No thread is ever created per message.
+ * that would block leaves the writer role to the node's loop (io.c),
+ * which resumes on EPOLLOUT.  No thread is ever created per message.
+ * Senders that know more is coming (an asynchronous call behind others,
+ * the replies to one read's requests) queue without writing, and one
+ * sendmsg then carries them all.
  *
  * Failure honesty: the writer marks a request sent (under the lock of the
  * pending table) before the writev that may carry its first byte, and a
@@ -19,9 +22,9 @@
  * So a call found unmarked then was never sent (QRPC_EUNAVAILABLE), and
  * every other gets QRPC_EUNKNOWN: it may have run.
  *
- * Threads: the reader and conn_tick run on the I/O thread only; the writer
- * state belongs to whichever thread holds `writing`; the pending table and
- * the deadline heap are under `lock`.
+ * Threads: the reader belongs to the loop thread that owns the connection
+ * (io_lock, see io.c); the writer state to whichever thread holds
+ * `writing`; the pending table and the deadline heap are under `lock`.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -37,6 +40,7 @@
 #define CONN_IOV_MAX     64     /* iovecs in one writev */
 #define CONN_BATCH_BYTES (256u << 10)   /* payload bytes in one writev */
 #define CONN_READ_CHUNK  (256u << 10)
+#define CONN_BIG_JOB     (64u << 10)    /* requests run after the smaller ones */
 
 /* One frame of the current writev batch. */
 typedef struct conn_frame {
@@ -54,7 +58,18 @@ struct qrpc__conn {
     atomic_bool failing;        /* qrpc__conn_fail() has begun (runs once) */
     atomic_bool dead;
 
-    /* the I/O thread's */
+    /*
+     * The loop's registration (io.c, edge-triggered): the thread that
+     * epoll gave the connection to owns it, and so its reader, until it
+     * lets go; an event that came meanwhile, or a writer waiting for room,
+     * sets rearm, and the owner re-arms the fd when it lets go.
+     */
+    pthread_mutex_t io_lock;
+    bool owned;                 /* under io_lock */
+    bool rearm;                 /* under io_lock */
+    uint64_t io_key;
+
+    /* the owning loop thread's */
     qrpc__rx *rx;
     /*
      * Slow-peer detection: when the frame now being read began, and the
@@ -64,17 +79,28 @@ struct qrpc__conn {
     uint64_t frame_start_ns;
     uint64_t frame_bytes;
     bool hello_seen;
+    /* requests of the current read, run together once it is over: small
+     * ones first, as large ones take long to decode (CONN_BIG_JOB) */
+    qrpc__job *jobs_head, *jobs_tail;
+    qrpc__job *big_head, *big_tail;
+    uint64_t read_ns;           /* the clock when the read began */
 
     /* what the peer's HELLO said; read by writers */
     atomic_uint peer_max_frame;
     atomic_uint peer_max_message;
+    atomic_uint peer_max_inflight;
 
     /* the send queue: a Treiber stack the writer empties in one exchange */
     _Atomic(qrpc__omsg *) queue;
     atomic_int writing;
+    atomic_bool flush_queued;   /* on the loop's flush list */
 
     /* the writer's: messages being sent (round robin) and the batch */
     qrpc__omsg *ring;           /* circular, singly linked through next */
+    /* messages of several frames started and not ended, and their bodies'
+     * bytes: bounded by the peer's max_inflight and max_message */
+    uint32_t mf_count;
+    uint64_t mf_bytes;
     struct iovec iov[CONN_IOV_MAX];
     int iov_n, iov_pos;
     conn_frame frames[CONN_IOV_MAX / 2];
@@ -140,6 +166,7 @@ void qrpc__conn_unref(qrpc__conn *c)
     conn_free_ring(c);
     free(c->ptab);
     free(c->heap);
+    pthread_mutex_destroy(&c->io_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -322,9 +349,10 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
         qrpc__log(c->node, "closing connection %s %s: %s",
                   c->role == QRPC__CONN_CLIENT ? "to" : "from", c->peer, why);
     /*
-     * Out of epoll before anyone can see `dead`: the I/O thread drops its
+     * Out of epoll before anyone can see `dead`: the loop drops its
      * reference to a dead connection, so once it could see dead, no later
-     * epoll_wait may return this connection again.
+     * epoll_wait may return this connection again (and one returned
+     * before finds its key gone: io.c).
      */
     qrpc__io_del(c->node, c->fd);
     atomic_store(&c->dead, true);
@@ -346,6 +374,47 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
         next = pc->hnext;
         conn_complete(c, pc, pc->sent ? may_have_run : QRPC_EUNAVAILABLE, NULL, 0);
     }
+}
+
+/* ---- the loop's registration -------------------------------------------------- */
+
+bool qrpc__conn_own(qrpc__conn *c)
+{
+    bool ok;
+
+    pthread_mutex_lock(&c->io_lock);
+    ok = !c->owned;
+    if (ok)
+        c->owned = true;
+    else
+        c->rearm = true;        /* the owner may have read before this came */
+    pthread_mutex_unlock(&c->io_lock);
+    return ok;
+}
+
+void qrpc__conn_disown(qrpc__conn *c)
+{
+    pthread_mutex_lock(&c->io_lock);
+    c->owned = false;
+    if (c->rearm && !atomic_load(&c->dead))
+        qrpc__io_rearm(c->node, c->fd, c->io_key);
+    c->rearm = false;
+    pthread_mutex_unlock(&c->io_lock);
+}
+
+/*
+ * A writer found the socket full and handed its batch to the loop: the
+ * edge that says there is room may have come before the hand-over, so
+ * have epoll look again (now, or when the owner lets go).
+ */
+static void conn_want_write(qrpc__conn *c)
+{
+    pthread_mutex_lock(&c->io_lock);
+    if (c->owned)
+        c->rearm = true;
+    else if (!atomic_load(&c->dead))
+        qrpc__io_rearm(c->node, c->fd, c->io_key);
+    pthread_mutex_unlock(&c->io_lock);
 }
 
 /* ---- the writer ----------------------------------------------------------------- */
@@ -432,10 +501,19 @@ static void conn_ring_remove(qrpc__conn *c, qrpc__omsg *m)
  * Builds the next batch of frames, taking one frame from each message in
  * turn.  Streams of requests whose first frame goes out in this batch are
  * collected in sent[] so that they can be marked before the write.
+ *
+ * A message of several frames starts only when it fits the peer's bounds
+ * on messages being assembled (qrpc-protocol(7), "Splitting and
+ * interleaving"); until then it waits its turn while the others, and every
+ * single-frame message, go on.  A message on its own always fits (no
+ * message exceeds the peer's max_message: qrpc__conn_request and
+ * qrpc__conn_reply see to it), so the started ones always make room.
  */
 static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
 {
     uint32_t max_frame = atomic_load_explicit(&c->peer_max_frame, memory_order_relaxed);
+    uint32_t max_inflight = atomic_load_explicit(&c->peer_max_inflight, memory_order_relaxed);
+    uint64_t max_message = atomic_load_explicit(&c->peer_max_message, memory_order_relaxed);
     size_t bytes = 0;
     bool any = true;
 
@@ -462,6 +540,15 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
                 uint32_t room = max_frame - (m->head_len - QRPC__FRAME_HDR);
 
                 chunk = m->body_len < room ? m->body_len : room;
+                if (chunk < m->body_len) {
+                    if (c->mf_count >= max_inflight ||
+                        c->mf_bytes + m->body_len > max_message) {
+                        m = m->next;    /* not yet */
+                        continue;
+                    }
+                    c->mf_count++;
+                    c->mf_bytes += m->body_len;
+                }
                 h.type = m->type;
                 /* END marks the last frame of a message; control frames have no flags */
                 h.flags = chunk == m->body_len && (m->type == QRPC__F_REQUEST ||
@@ -481,6 +568,10 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
                 chunk = left < max_frame ? left : max_frame;
                 h.type = QRPC__F_DATA;
                 h.flags = chunk == left ? QRPC__FF_END : 0;
+                if (chunk == left) {
+                    c->mf_count--;
+                    c->mf_bytes -= m->body_len;
+                }
                 h.stream = m->stream;
                 h.len = chunk;
                 qrpc__fhdr_put(f->hdr, &h);
@@ -545,7 +636,7 @@ static void conn_consume(qrpc__conn *c, size_t n)
 /*
  * Writes while there is something to write and the socket takes it.  The
  * caller holds the writer role; this either releases it (nothing left) or
- * hands it to the I/O thread (the socket is full).
+ * hands it to the loop (the socket is full).
  */
 static void conn_drain(qrpc__conn *c)
 {
@@ -588,10 +679,10 @@ static void conn_drain(qrpc__conn *c)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* publish the batch state before the I/O thread can be woken */
+            /* publish the batch state before a loop thread can be woken */
             atomic_store_explicit(&c->writing, CONN_HANDED, memory_order_release);
-            qrpc__io_want_write(c->node, c, true);
-            return;             /* the I/O thread holds the role now */
+            conn_want_write(c);
+            return;             /* the loop holds the role now */
         }
         qrpc__conn_fail(c, QRPC_EUNKNOWN, w < 0 ? strerror(errno) : "write failed");
     }
@@ -604,16 +695,40 @@ static void conn_send(qrpc__conn *c, qrpc__omsg *m)
         conn_drain(c);
 }
 
+/*
+ * Queues m without writing: a loop thread (or the next sender) writes it
+ * with whatever else was queued by then, one sendmsg for many messages.
+ * For asynchronous calls while others are in flight: the caller has more
+ * to send, and the loop is woken once per batch, not per call.
+ */
+static void conn_send_later(qrpc__conn *c, qrpc__omsg *m)
+{
+    if (atomic_load(&c->dead)) {        /* its loop may be gone: no list to join */
+        conn_send(c, m);
+        return;
+    }
+    conn_push(c, m);
+    if (!atomic_exchange(&c->flush_queued, true)) {
+        qrpc__conn_ref(c);
+        qrpc__io_flush_later(c->node, c);
+    }
+}
+
+void qrpc__conn_flush(qrpc__conn *c)
+{
+    atomic_store(&c->flush_queued, false);
+    if (conn_take_role(c))
+        conn_drain(c);
+}
+
 void qrpc__conn_on_writable(qrpc__conn *c)
 {
     int w = CONN_HANDED;
 
-    qrpc__io_want_write(c->node, c, false);
-    /* the handed-over batch, or an idle connection; a busy writer needs no help */
+    /* only a handed-over batch: an idle or busy writer needs no help */
     if (atomic_compare_exchange_strong_explicit(&c->writing, &w, CONN_WRITING,
                                                 memory_order_acquire,
-                                                memory_order_relaxed) ||
-        (w == CONN_IDLE && conn_take_role(c)))
+                                                memory_order_relaxed))
         conn_drain(c);
 }
 
@@ -654,6 +769,7 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     qrpc__omsg *m;
     uint64_t now, left_ms;
     bool oneway = (call->flags & QRPC_METHOD_ONEWAY) != 0;
+    bool later = false;
     int rc;
 
     if (call->svc->name_len == 0 || call->svc->name_len > QRPC__NAME_MAX)
@@ -695,6 +811,8 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
         pc->arg = call->arg;
         pc->reply = call->reply;
         pthread_mutex_lock(&c->lock);
+        /* an asynchronous call behind others in flight need not write now */
+        later = call->reply == NULL && c->pcount > 0;
         rc = atomic_load(&c->dead) ? QRPC_EUNAVAILABLE : conn_pending_add(c, pc);
         pthread_mutex_unlock(&c->lock);
         if (rc != 0) {
@@ -709,13 +827,17 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     m->body_len = (uint32_t)call->args->len;
     call->args->data = NULL;
     call->args->len = call->args->cap = 0;
-    conn_send(c, m);
+    if (later)
+        conn_send_later(c, m);
+    else
+        conn_send(c, m);
     if (oneway)                 /* handed over: that is all a oneway call gets */
         call->done(0, NULL, call->fn, call->arg);
     return 0;
 }
 
-void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *results)
+void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *results,
+                      bool later)
 {
     qrpc__rephdr h;
     qrpc__omsg *m;
@@ -743,10 +865,13 @@ void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *resu
         results->len = results->cap = 0;
     }
     qrpc_buf_free(results);
-    conn_send(c, m);
+    if (later)
+        conn_push(c, m);        /* the caller flushes */
+    else
+        conn_send(c, m);
 }
 
-/* ---- the reader's callbacks (I/O thread) ------------------------------------- */
+/* ---- the reader's callbacks (the owning loop thread) ------------------------- */
 
 static int conn_on_hello(void *owner, const qrpc__hello *h)
 {
@@ -758,6 +883,7 @@ static int conn_on_hello(void *owner, const qrpc__hello *h)
         mf = c->node->cfg.max_frame;
     atomic_store(&c->peer_max_frame, mf);
     atomic_store(&c->peer_max_message, h->max_message);
+    atomic_store(&c->peer_max_inflight, h->max_inflight);     /* not 0: frame.c */
     c->hello_seen = true;
     return 0;
 }
@@ -809,7 +935,7 @@ static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
 
         free(msg->body);
         if (!(msg->req.flags & QRPC_METHOD_ONEWAY))
-            qrpc__conn_reply(c, msg->stream, QRPC_EBUSY, &none);
+            qrpc__conn_reply(c, msg->stream, QRPC_EBUSY, &none, false);
         return 0;
     }
     job = calloc(1, sizeof *job);
@@ -818,12 +944,26 @@ static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
         return QRPC_ENOMEM;
     }
     job->msg = *msg;
+    if (msg->req.deadline_ms != 0 && c->read_ns == 0)
+        c->read_ns = qrpc__now_ns(c->node);
     job->deadline_ns = msg->req.deadline_ms == 0 ? UINT64_MAX
-                     : qrpc__now_ns(c->node) + (uint64_t)msg->req.deadline_ms * 1000000u;
+                     : c->read_ns + (uint64_t)msg->req.deadline_ms * 1000000u;
     job->conn = c;
     qrpc__conn_ref(c);
     atomic_fetch_add(&c->inflight, 1);
-    qrpc__work_push(c->node, job);
+    if (msg->body_len >= CONN_BIG_JOB) {
+        if (c->big_tail != NULL)
+            c->big_tail->next = job;
+        else
+            c->big_head = job;
+        c->big_tail = job;
+    } else {
+        if (c->jobs_tail != NULL)
+            c->jobs_tail->next = job;
+        else
+            c->jobs_head = job;
+        c->jobs_tail = job;
+    }
     return 0;
 }
 
@@ -879,7 +1019,24 @@ static void conn_stall_account(qrpc__conn *c, bool was_idle, size_t n)
     }
 }
 
-void qrpc__conn_on_readable(qrpc__conn *c)
+static void conn_read(qrpc__conn *c, bool hup);
+
+qrpc__job *qrpc__conn_on_readable(qrpc__conn *c, bool hup)
+{
+    qrpc__job *jobs;
+
+    c->read_ns = 0;
+    conn_read(c, hup);
+    if (c->jobs_tail != NULL)
+        c->jobs_tail->next = c->big_head;
+    else
+        c->jobs_head = c->big_head;
+    jobs = c->jobs_head;
+    c->jobs_head = c->jobs_tail = c->big_head = c->big_tail = NULL;
+    return jobs;
+}
+
+static void conn_read(qrpc__conn *c, bool hup)
 {
     static _Thread_local uint8_t buf[CONN_READ_CHUNK];
     size_t total = 0;
@@ -921,10 +1078,17 @@ void qrpc__conn_on_readable(qrpc__conn *c)
             return;
         }
         conn_stall_account(c, was_idle, (size_t)r);
-        /* a short read drained the socket; epoll is level-triggered */
-        if ((size_t)r < sizeof buf)
+        /*
+         * A short read drained the socket: what comes next is a new edge.
+         * Not the end of the stream, though, if it came with the data: read on.
+         */
+        if ((size_t)r < sizeof buf && !hup)
             return;
     }
+    /* stopped early, for the other connections' sake: no edge will say so */
+    pthread_mutex_lock(&c->io_lock);
+    c->rearm = true;
+    pthread_mutex_unlock(&c->io_lock);
 }
 
 uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
@@ -932,15 +1096,20 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     qrpc__pcall *expired = NULL, *pc, *next;
     uint64_t stall = (uint64_t)c->node->cfg.stall_timeout_ms * 1000000u;
     uint64_t wake = UINT64_MAX;
+    bool stalled = false;
 
     if (atomic_load(&c->dead))
         return UINT64_MAX;
-    if (!qrpc__rx_idle(c->rx)) {
-        if (now - c->frame_start_ns >= stall) {
-            qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer left a frame unfinished too long");
-            return UINT64_MAX;
-        }
+    /* the reader's state is the owner's; an owned connection is being read */
+    pthread_mutex_lock(&c->io_lock);
+    if (!c->owned && !qrpc__rx_idle(c->rx)) {
+        stalled = now - c->frame_start_ns >= stall;
         wake = c->frame_start_ns + stall;
+    }
+    pthread_mutex_unlock(&c->io_lock);
+    if (stalled) {
+        qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer left a frame unfinished too long");
+        return UINT64_MAX;
     }
     pthread_mutex_lock(&c->lock);
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
@@ -988,7 +1157,13 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
     /* Until the peer's HELLO says otherwise, assume the smallest limits. */
     atomic_init(&c->peer_max_frame, QRPC__FRAME_MIN);
     atomic_init(&c->peer_max_message, n->cfg.max_message);
+    atomic_init(&c->peer_max_inflight, 1);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return QRPC_ENOMEM;
+    }
+    if (pthread_mutex_init(&c->io_lock, NULL) != 0) {
+        pthread_mutex_destroy(&c->lock);
         free(c);
         return QRPC_ENOMEM;
     }
@@ -1013,14 +1188,15 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
         rc = QRPC_EUNAVAILABLE;
         goto fail;
     }
-    qrpc__conn_ref(c);          /* the I/O thread's */
-    qrpc__io_track(n, c);
-    rc = qrpc__io_add(n, fd, c);
+    qrpc__conn_ref(c);          /* the loop's */
+    /* ours until registered: the HELLO's writer may have asked for EPOLLOUT */
+    c->owned = true;
+    rc = qrpc__io_track(n, c, fd, &c->io_key);
     if (rc != 0) {
-        qrpc__conn_fail(c, QRPC_EUNKNOWN, NULL);
-        qrpc__conn_unref(c);
-        return rc;
+        qrpc__conn_unref(c);    /* the loop's, never taken */
+        goto fail;
     }
+    qrpc__conn_disown(c);
     *out = c;
     return 0;
 

@@ -10,6 +10,8 @@
 #define QRPC_CORE_H
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -150,7 +152,6 @@ struct qrpc_node {
     struct qrpc__fe_entry *fes;
     /* the network side (net.h): NULL until needed */
     struct qrpc__io *io;
-    struct qrpc__work *work;
     uint64_t incarnation;       /* random per node: tells a restarted peer apart */
     char address[QRPC__ADDR_MAX];   /* what it listens on, or "" */
     int spare_fd;               /* given up when out of descriptors (tcp.c) */
@@ -183,6 +184,40 @@ static inline uint64_t qrpc__now_ns(const qrpc_node *n)
         return n->now(n->now_arg);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* How long a caller of n waiting for a reply spins first (config spin_us). */
+static inline uint64_t qrpc__spin_ns(const qrpc_node *n)
+{
+    return n->cfg.spin_us < 0 ? 0 : (uint64_t)n->cfg.spin_us * 1000u;
+}
+
+/*
+ * Waits up to spin_ns for *flag to become true, yielding the CPU between
+ * looks; returns whether it did.  Used before blocking on a condition
+ * variable: a reply that comes within it costs no wake-up (qrpc(3),
+ * spin_us).
+ */
+static inline bool qrpc__spin_wait(const atomic_bool *flag, uint64_t spin_ns)
+{
+    struct timespec ts;
+    uint64_t start, t;
+
+    if (atomic_load_explicit(flag, memory_order_acquire))
+        return true;
+    if (spin_ns == 0)
+        return false;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    start = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    for (;;) {
+        sched_yield();
+        if (atomic_load_explicit(flag, memory_order_acquire))
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        if (t - start >= spin_ns)
+            return false;
+    }
 }
 
 /* ---- a call on the server side ------------------------------------------ */
@@ -245,8 +280,8 @@ int qrpc__channel_defer(qrpc_channel *ch, const qrpc__request *req, uint32_t fla
  * queued there instead and QRPC__DEFERRED returned: req->resp answers it
  * later (the oneway rule then applies in qrpc_send_response()).
  *
- * The local transport calls it from qrpc_call(); the TCP server will call
- * it from its workers.  Takes no lock: an rcu read section of the node.
+ * The local transport calls it from qrpc_call(); the TCP server from the
+ * loop thread that read the request (work.c).  Takes no lock: an rcu read section of the node.
  */
 int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results);
 

@@ -1,55 +1,174 @@
 /*
- * io.c - a node's I/O thread: one epoll loop that accepts connections on
- * the listening socket, reads every connection, resumes writes the socket
- * could not take at once, and keeps time for call deadlines and stalled
- * peers.  It is the "background receiving thread" of the original design.
+ * io.c - a node's event loop: one epoll set, shared by a pool of loop
+ * threads (cfg.workers of them) in the leader/followers style, and one
+ * standby thread.  The pool thread that epoll wakes reads the connection,
+ * runs the handlers of the requests it read and writes their replies; no
+ * request changes threads between the socket and its handler, which is
+ * what keeps a small call within a few microseconds of a bare socket
+ * ping-pong.  Loop threads also accept connections, finish writes the
+ * socket could not take at once (EPOLLOUT), complete calls (the callbacks
+ * of asynchronous calls run here) and keep time for deadlines and stalled
+ * peers (a timerfd).
  *
- * It does not run handlers (the workers do: work.c) and it does not write
- * in the common case (senders do: conn.c).  Completion callbacks of
- * asynchronous calls run here, so a callback that blocks holds up every
- * connection of the node: qrpc(3) says so.
+ * Handlers run concurrently as they did on a worker pool: a read that
+ * brought several requests keeps a share for its thread and queues the
+ * rest for the pool threads that are idle.  When every pool thread is
+ * running a handler, nobody would read: then the standby thread (the old
+ * "I/O thread") takes over the loop, reading and queueing requests but
+ * never running them, so that replies to a handler's own calls, pings,
+ * new connections and EBUSY answers still get through; it sleeps again
+ * as soon as a pool thread is free.
  *
- * Known limit: ticks walk every connection, which is fine for the tens of
- * peers a node talks to and would want a shared timer heap for thousands.
+ * Sharing one epoll set between threads needs three rules:
+ *  - The thread an event goes to owns the connection (qrpc__conn_own)
+ *    until it has read what there was, so no two threads ever read one
+ *    connection; it lets go before it runs the handlers, so the next
+ *    requests of the connection can be read by another thread while they
+ *    run.  Connections are registered once, edge-triggered, for reading
+ *    and writing, so that the common case costs no epoll_ctl: an event
+ *    that finds the connection owned is remembered there and the owner
+ *    re-arms it (EPOLL_CTL_MOD, which reports what is pending) when it
+ *    lets go, as it does when it stopped reading early or a writer is
+ *    waiting for room.  The listener is EPOLLONESHOT, re-armed after each
+ *    accept.
+ *  - epoll's data is a key (slot and generation in the table below), not a
+ *    pointer: a thread may hold an event for a connection that another has
+ *    failed and released since; the key then finds nothing.
+ *  - Every thread waits without a timeout.  Time is a timerfd, set for the
+ *    earliest deadline any connection needs; whichever thread it wakes runs
+ *    the tick, one at a time.
+ *
+ * Known limits: epoll wakes the thread that waited last (LIFO), which is
+ * what we want for latency (a warm thread) but spreads one connection's
+ * requests unevenly; ticks walk every connection, fine for the tens of
+ * peers a node talks to, not for thousands.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "net.h"
 
-#define IO_EVENTS 64
+#define IO_EVENTS     4         /* events one thread takes at once: the rest
+                                   are left for the other threads */
+#define IO_TAKE       64        /* queued requests one thread takes at once */
+#define IO_NO_SLOT    UINT32_MAX
+/* a connection's registration, for good: see the top of the file */
+#define IO_CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
-/* epoll's data.ptr for the two fds that are not connections */
-static char io_tag_wake, io_tag_listen;
+/* epoll data of the fds that are not connections */
+#define IO_KEY_WAKE   UINT64_MAX
+#define IO_KEY_TIMER  (UINT64_MAX - 1)
+#define IO_KEY_LISTEN (UINT64_MAX - 2)
+
+typedef struct io_slot {
+    qrpc__conn *c;              /* a reference; NULL when free */
+    uint32_t gen;               /* bumped when the slot is freed */
+    uint32_t next_free;
+} io_slot;
 
 struct qrpc__io {
     int ep;
-    int wakefd;
+    int wakefd;                 /* stop, and the flush list */
+    int timerfd;
     int listenfd;               /* -1 when the node does not listen */
-    pthread_t thread;
     atomic_bool stop;
-    /* the earliest moment the loop must wake for; UINT64_MAX: none */
+    atomic_bool ticking;        /* a thread is running the tick */
+
+    /* the earliest moment the timer is set for; UINT64_MAX: none */
+    pthread_mutex_t timer_lock;
     atomic_uint_least64_t next_ns;
-    /* the connections being watched, each holding a reference */
-    pthread_mutex_t lock;
-    qrpc__conn **conns;
-    size_t n_conns, cap_conns;
+
+    pthread_mutex_t lock;       /* everything below */
+    io_slot *slots;
+    uint32_t n_slots, cap_slots, free_head;
+    /* connections with messages queued for a loop thread to write */
+    qrpc__conn **flush;
+    size_t n_flush, cap_flush;
+    atomic_size_t flush_waiting;        /* n_flush, read without the lock */
+    /* requests queued for the pool, a list through next */
+    qrpc__job *jhead, *jtail;
+    atomic_size_t jqueued;
+
+    /* the threads: base pool threads, then the standby */
+    pthread_t *threads;
+    unsigned n_threads, base;
+    atomic_uint idle;           /* pool threads waiting in epoll */
+    atomic_uint busy;           /* pool threads running handlers */
+    bool standby_on;            /* under standby_lock */
+    pthread_mutex_t standby_lock;
+    pthread_cond_t standby_cond;
 };
 
-int qrpc__io_add(qrpc_node *n, int fd, qrpc__conn *c)
+/* The node whose loop this thread runs, if any. */
+static _Thread_local qrpc_node *io_loop_node;
+
+static void *io_main(void *arg);
+
+/* ---- registration ----------------------------------------------------------- */
+
+static uint64_t io_key(uint32_t slot, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | slot;
+}
+
+static int io_ctl(qrpc__io *io, int op, int fd, uint32_t events, uint64_t key)
 {
     struct epoll_event ev;
 
     memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.ptr = c != NULL ? (void *)c : (void *)&io_tag_listen;
-    if (epoll_ctl(n->io->ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+    ev.events = events;
+    ev.data.u64 = key;
+    return epoll_ctl(io->ep, op, fd, &ev);
+}
+
+int qrpc__io_track(qrpc_node *n, qrpc__conn *c, int fd, uint64_t *key)
+{
+    qrpc__io *io = n->io;
+    uint32_t slot;
+
+    pthread_mutex_lock(&io->lock);
+    if (io->free_head != IO_NO_SLOT) {
+        slot = io->free_head;
+        io->free_head = io->slots[slot].next_free;
+    } else {
+        if (io->n_slots == io->cap_slots) {
+            uint32_t ncap = io->cap_slots ? io->cap_slots * 2 : 16;
+            io_slot *ns = realloc(io->slots, ncap * sizeof *ns);
+
+            if (ns == NULL) {
+                pthread_mutex_unlock(&io->lock);
+                return QRPC_ENOMEM;
+            }
+            io->slots = ns;
+            io->cap_slots = ncap;
+        }
+        slot = io->n_slots++;
+        io->slots[slot].gen = 0;
+    }
+    io->slots[slot].c = c;
+    *key = io_key(slot, io->slots[slot].gen);
+    /* under the lock: the key must not be reused before epoll knows it */
+    if (io_ctl(io, EPOLL_CTL_ADD, fd, IO_CONN_EVENTS, *key) != 0) {
+        io->slots[slot].c = NULL;
+        io->slots[slot].gen++;
+        io->slots[slot].next_free = io->free_head;
+        io->free_head = slot;
+        pthread_mutex_unlock(&io->lock);
         return errno == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
+    }
+    pthread_mutex_unlock(&io->lock);
     return 0;
+}
+
+void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key)
+{
+    /* ENOENT: the connection failed and was removed; nothing to wait for */
+    (void)io_ctl(n->io, EPOLL_CTL_MOD, fd, IO_CONN_EVENTS, key);
 }
 
 void qrpc__io_del(qrpc_node *n, int fd)
@@ -58,85 +177,92 @@ void qrpc__io_del(qrpc_node *n, int fd)
         (void)epoll_ctl(n->io->ep, EPOLL_CTL_DEL, fd, NULL);
 }
 
-void qrpc__io_want_write(qrpc_node *n, qrpc__conn *c, bool on)
+/* The connection of key, with a reference, or NULL if it is gone. */
+static qrpc__conn *io_lookup(qrpc__io *io, uint64_t key)
 {
-    struct epoll_event ev;
+    uint32_t slot = (uint32_t)key, gen = (uint32_t)(key >> 32);
+    qrpc__conn *c = NULL;
 
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0);
-    ev.data.ptr = c;
-    /* ENOENT: the connection failed and was removed; nothing to wait for */
-    (void)epoll_ctl(n->io->ep, EPOLL_CTL_MOD, qrpc__conn_fd(c), &ev);
+    pthread_mutex_lock(&io->lock);
+    if (slot < io->n_slots && io->slots[slot].gen == gen && io->slots[slot].c != NULL) {
+        c = io->slots[slot].c;
+        qrpc__conn_ref(c);
+    }
+    pthread_mutex_unlock(&io->lock);
+    return c;
 }
+
+/* ---- time ---------------------------------------------------------------------- */
 
 void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns)
 {
     qrpc__io *io = n->io;
-    uint64_t cur = atomic_load(&io->next_ns);
-    uint64_t one = 1;
+    struct itimerspec its;
+    uint64_t now, rel;
 
-    while (deadline_ns < cur) {
-        if (atomic_compare_exchange_weak(&io->next_ns, &cur, deadline_ns)) {
-            if (write(io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
-                qrpc__log(n, "cannot wake the I/O thread: %s", strerror(errno));
-            return;
-        }
+    if (deadline_ns >= atomic_load(&io->next_ns))
+        return;
+    pthread_mutex_lock(&io->timer_lock);
+    if (deadline_ns < atomic_load(&io->next_ns)) {
+        atomic_store(&io->next_ns, deadline_ns);
+        now = qrpc__now_ns(n);
+        /* relative: the node's clock need not be CLOCK_MONOTONIC; 0 would disarm */
+        rel = deadline_ns > now ? deadline_ns - now : 1;
+        memset(&its, 0, sizeof its);
+        its.it_value.tv_sec = (time_t)(rel / 1000000000u);
+        its.it_value.tv_nsec = (long)(rel % 1000000000u);
+        if (timerfd_settime(io->timerfd, 0, &its, NULL) != 0)
+            qrpc__log(n, "cannot set the timer: %s", strerror(errno));
     }
+    pthread_mutex_unlock(&io->timer_lock);
 }
-
-void qrpc__io_track(qrpc_node *n, qrpc__conn *c)
-{
-    qrpc__io *io = n->io;
-
-    pthread_mutex_lock(&io->lock);
-    if (io->n_conns == io->cap_conns) {
-        size_t ncap = io->cap_conns ? io->cap_conns * 2 : 16;
-        qrpc__conn **nc = realloc(io->conns, ncap * sizeof *nc);
-
-        if (nc == NULL) {
-            pthread_mutex_unlock(&io->lock);
-            /* untracked: the caller's failure path drops the reference */
-            qrpc__conn_fail(c, QRPC_EUNKNOWN, "out of memory");
-            return;
-        }
-        io->conns = nc;
-        io->cap_conns = ncap;
-    }
-    io->conns[io->n_conns++] = c;
-    pthread_mutex_unlock(&io->lock);
-}
-
 
 /*
- * Drops dead connections and ticks the others.  The references are
- * dropped outside the lock: the last one closes the socket.
+ * Drops dead connections and ticks the others; one thread at a time.  The
+ * references are dropped outside the lock: the last one closes the socket.
  */
-static uint64_t io_tick(qrpc_node *n, uint64_t now)
+static void io_tick(qrpc_node *n)
 {
     qrpc__io *io = n->io;
     qrpc__conn **snap, **dead;
-    size_t count, i, n_dead = 0;
-    uint64_t next = UINT64_MAX;
+    size_t count = 0, n_dead = 0, i;
+    uint64_t now, next = UINT64_MAX, v;
+    uint32_t s;
+
+    if (read(io->timerfd, &v, sizeof v) < 0 && errno != EAGAIN)
+        qrpc__log(n, "timerfd: %s", strerror(errno));
+    if (atomic_exchange(&io->ticking, true))
+        return;
+    pthread_mutex_lock(&io->timer_lock);
+    atomic_store(&io->next_ns, UINT64_MAX);
+    pthread_mutex_unlock(&io->timer_lock);
+    now = qrpc__now_ns(n);
 
     pthread_mutex_lock(&io->lock);
-    count = io->n_conns;
-    snap = malloc((count ? count : 1) * 2 * sizeof *snap);
+    snap = malloc((io->n_slots ? io->n_slots : 1) * 2 * sizeof *snap);
     if (snap == NULL) {
         pthread_mutex_unlock(&io->lock);
-        return now + 10000000u;         /* try again in 10 ms */
+        atomic_store(&io->ticking, false);
+        qrpc__io_wake(n, now + 10000000u);      /* try again in 10 ms */
+        return;
     }
-    dead = snap + count;
-    for (i = 0; i < io->n_conns;) {
-        if (qrpc__conn_dead(io->conns[i])) {
-            dead[n_dead++] = io->conns[i];
-            io->conns[i] = io->conns[--io->n_conns];
+    dead = snap + io->n_slots;
+    for (s = 0; s < io->n_slots; s++) {
+        qrpc__conn *c = io->slots[s].c;
+
+        if (c == NULL)
+            continue;
+        if (qrpc__conn_dead(c)) {
+            dead[n_dead++] = c;
+            io->slots[s].c = NULL;
+            io->slots[s].gen++;
+            io->slots[s].next_free = io->free_head;
+            io->free_head = s;
             continue;
         }
-        qrpc__conn_ref(io->conns[i]);
-        snap[i] = io->conns[i];
-        i++;
+        qrpc__conn_ref(c);
+        snap[count++] = c;
     }
-    count = io->n_conns;
     pthread_mutex_unlock(&io->lock);
     for (i = 0; i < count; i++) {
         uint64_t w = qrpc__conn_tick(snap[i], now);
@@ -148,70 +274,332 @@ static uint64_t io_tick(qrpc_node *n, uint64_t now)
     for (i = 0; i < n_dead; i++)
         qrpc__conn_unref(dead[i]);
     free(snap);
-    return next;
+    atomic_store(&io->ticking, false);
+    qrpc__io_wake(n, next);
+}
+
+/* ---- deferred writes ----------------------------------------------------------- */
+
+void qrpc__io_flush_later(qrpc_node *n, qrpc__conn *c)
+{
+    qrpc__io *io = n->io;
+    uint64_t one = 1;
+    bool first;
+
+    pthread_mutex_lock(&io->lock);
+    if (io->n_flush == io->cap_flush) {
+        size_t ncap = io->cap_flush ? io->cap_flush * 2 : 16;
+        qrpc__conn **nf = realloc(io->flush, ncap * sizeof *nf);
+
+        if (nf == NULL) {
+            pthread_mutex_unlock(&io->lock);
+            /* no room on the list: write now instead */
+            qrpc__conn_flush(c);
+            qrpc__conn_unref(c);
+            return;
+        }
+        io->flush = nf;
+        io->cap_flush = ncap;
+    }
+    first = io->n_flush == 0;
+    io->flush[io->n_flush++] = c;
+    atomic_store_explicit(&io->flush_waiting, io->n_flush, memory_order_relaxed);
+    pthread_mutex_unlock(&io->lock);
+    /* a loop thread looks at the list before it waits again (not in a handler) */
+    if (first && (io_loop_node != n || qrpc__in_handler()) &&
+        write(io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+        qrpc__log(n, "cannot wake the loop: %s", strerror(errno));
+}
+
+/* Writes what the senders left to the loop. */
+static void io_flush(qrpc__io *io)
+{
+    qrpc__conn **list;
+    size_t count, i;
+
+    if (atomic_load_explicit(&io->flush_waiting, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&io->lock);
+    list = io->flush;
+    count = io->n_flush;
+    io->flush = NULL;
+    io->n_flush = io->cap_flush = 0;
+    atomic_store_explicit(&io->flush_waiting, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&io->lock);
+    for (i = 0; i < count; i++) {
+        qrpc__conn_flush(list[i]);
+        qrpc__conn_unref(list[i]);
+    }
+    free(list);
+}
+
+/* ---- the pool's queue ------------------------------------------------------------ */
+
+static void io_kick(qrpc_node *n)
+{
+    uint64_t one = 1;
+
+    if (write(n->io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+        qrpc__log(n, "cannot wake the loop: %s", strerror(errno));
+}
+
+/* Queues jobs (a list, taken) for the pool. */
+static void io_queue(qrpc__io *io, qrpc__job *jobs)
+{
+    qrpc__job *last = jobs;
+    size_t k = 1;
+
+    while (last->next != NULL) {
+        last = last->next;
+        k++;
+    }
+    pthread_mutex_lock(&io->lock);
+    if (io->jtail != NULL)
+        io->jtail->next = jobs;
+    else
+        io->jhead = jobs;
+    io->jtail = last;
+    atomic_fetch_add(&io->jqueued, k);
+    pthread_mutex_unlock(&io->lock);
+}
+
+/*
+ * This thread's share of the queued jobs (as many as for each idle pool
+ * thread, IO_TAKE at most), or NULL; wakes another thread for the rest.
+ */
+static qrpc__job *io_take(qrpc_node *n)
+{
+    qrpc__io *io = n->io;
+    qrpc__job *jobs, *last;
+    size_t k, share;
+    bool more = false;
+
+    if (atomic_load_explicit(&io->jqueued, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&io->lock);
+    jobs = last = io->jhead;
+    if (jobs != NULL) {
+        share = atomic_load(&io->jqueued) / (atomic_load(&io->idle) + 1);
+        share = share < 1 ? 1 : share > IO_TAKE ? IO_TAKE : share;
+        for (k = 1; k < share && last->next != NULL; k++)
+            last = last->next;
+        io->jhead = last->next;
+        if (io->jhead == NULL)
+            io->jtail = NULL;
+        last->next = NULL;
+        atomic_fetch_sub(&io->jqueued, k);
+        more = io->jhead != NULL;
+    }
+    pthread_mutex_unlock(&io->lock);
+    if (more && atomic_load(&io->idle) != 0)
+        io_kick(n);
+    return jobs;
+}
+
+/* Runs jobs on a pool thread; the standby takes over if none is left free. */
+static void io_run(qrpc_node *n, qrpc__job *jobs)
+{
+    qrpc__io *io = n->io;
+
+    if (atomic_fetch_add(&io->busy, 1) + 1 == io->base) {
+        pthread_mutex_lock(&io->standby_lock);
+        io->standby_on = true;
+        pthread_cond_signal(&io->standby_cond);
+        pthread_mutex_unlock(&io->standby_lock);
+    }
+    qrpc__work_run(n, jobs);
+    atomic_fetch_sub(&io->busy, 1);
+}
+
+/*
+ * Keeps a share of the jobs of one read for this thread and queues the
+ * rest for the idle pool threads, if there are any.
+ */
+static qrpc__job *io_share(qrpc_node *n, qrpc__job *jobs)
+{
+    qrpc__io *io = n->io;
+    unsigned idle = atomic_load(&io->idle);
+    qrpc__job *last = jobs;
+    size_t k = 1, keep, i;
+
+    if (idle == 0 || jobs->next == NULL)
+        return jobs;
+    while (last->next != NULL) {
+        last = last->next;
+        k++;
+    }
+    keep = k / (idle + 1);
+    if (keep == 0)
+        keep = 1;
+    for (last = jobs, i = 1; i < keep; i++)
+        last = last->next;
+    io_queue(io, last->next);
+    last->next = NULL;
+    io_kick(n);
+    return jobs;
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+/*
+ * One connection's event: read and write it, then run (pool) or queue
+ * (standby) the requests it brought.
+ */
+static void io_conn_event(qrpc_node *n, uint64_t key, uint32_t events, bool standby)
+{
+    qrpc__conn *c = io_lookup(n->io, key);
+    qrpc__job *jobs = NULL;
+
+    if (c == NULL)
+        return;
+    /* Not ours if another thread owns it; that one re-arms it. */
+    if (qrpc__conn_own(c)) {
+        if (events & EPOLLOUT)
+            qrpc__conn_on_writable(c);
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            jobs = qrpc__conn_on_readable(c, (events & (EPOLLRDHUP | EPOLLHUP |
+                                                        EPOLLERR)) != 0);
+        qrpc__conn_disown(c);
+        if (qrpc__conn_dead(c))
+            qrpc__io_wake(n, 0);        /* reap it now: its fd must not linger */
+        if (jobs != NULL && standby) {
+            /* the pool threads may all be free again by now */
+            io_queue(n->io, jobs);
+            io_kick(n);
+        } else if (jobs != NULL)
+            io_run(n, io_share(n, jobs));
+    }
+    qrpc__conn_unref(c);
+}
+
+typedef struct io_arg {
+    qrpc_node *n;
+    bool standby;
+} io_arg;
+
+/* The standby waits here while a pool thread is free; false: stop. */
+static bool io_standby_wait(qrpc__io *io)
+{
+    pthread_mutex_lock(&io->standby_lock);
+    if (atomic_load(&io->busy) < io->base)
+        io->standby_on = false;
+    while (!io->standby_on && !atomic_load(&io->stop))
+        pthread_cond_wait(&io->standby_cond, &io->standby_lock);
+    pthread_mutex_unlock(&io->standby_lock);
+    return !atomic_load(&io->stop);
 }
 
 static void *io_main(void *arg)
 {
-    qrpc_node *n = arg;
+    io_arg a = *(io_arg *)arg;
+    qrpc_node *n = a.n;
     qrpc__io *io = n->io;
     struct epoll_event ev[IO_EVENTS];
 
+    free(arg);
+    io_loop_node = n;
     while (!atomic_load(&io->stop)) {
-        uint64_t now = qrpc__now_ns(n), next = atomic_load(&io->next_ns);
-        int timeout, k, i;
+        qrpc__job *jobs;
+        int k, i;
 
-        if (next <= now) {
-            atomic_store(&io->next_ns, UINT64_MAX);
-            next = io_tick(n, now);
-            qrpc__io_wake(n, next);
+        io_flush(io);
+        if (a.standby) {
+            if (!io_standby_wait(io))
+                break;
+        } else if ((jobs = io_take(n)) != NULL) {
+            io_run(n, jobs);
             continue;
+        } else {
+            atomic_fetch_add(&io->idle, 1);
         }
-        timeout = next == UINT64_MAX ? -1
-                : (next - now) / 1000000u >= INT32_MAX ? INT32_MAX
-                : (int)((next - now + 999999u) / 1000000u);
-        k = epoll_wait(io->ep, ev, IO_EVENTS, timeout);
+        k = epoll_wait(io->ep, ev, IO_EVENTS, -1);
+        if (!a.standby)
+            atomic_fetch_sub(&io->idle, 1);
         if (k < 0) {
             if (errno != EINTR)
                 qrpc__log(n, "epoll_wait: %s", strerror(errno));
             continue;
         }
         for (i = 0; i < k; i++) {
-            void *p = ev[i].data.ptr;
+            uint64_t key = ev[i].data.u64, v;
 
-            if (p == &io_tag_wake) {
-                uint64_t v;
-
-                if (read(io->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
+            if (key == IO_KEY_WAKE) {
+                /* left unread when stopping, so that every thread sees it */
+                if (!atomic_load(&io->stop) && read(io->wakefd, &v, sizeof v) < 0 &&
+                    errno != EAGAIN)
                     qrpc__log(n, "eventfd: %s", strerror(errno));
-                continue;
-            }
-            if (p == &io_tag_listen) {
+            } else if (key == IO_KEY_TIMER) {
+                io_tick(n);
+            } else if (key == IO_KEY_LISTEN) {
                 qrpc__tcp_accept(n, io->listenfd);
-                continue;
-            }
-            if (ev[i].events & EPOLLOUT)
-                qrpc__conn_on_writable(p);
-            if (ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                qrpc__conn_on_readable(p);
-        }
-        /* dead connections are reaped at once: their fds must not linger */
-        for (i = 0; i < k; i++) {
-            void *p = ev[i].data.ptr;
-
-            if (p != &io_tag_wake && p != &io_tag_listen && qrpc__conn_dead(p)) {
-                atomic_store(&io->next_ns, 0);
-                break;
+                (void)io_ctl(io, EPOLL_CTL_MOD, io->listenfd, EPOLLIN | EPOLLONESHOT,
+                             IO_KEY_LISTEN);
+            } else {
+                io_conn_event(n, key, ev[i].events, a.standby);
             }
         }
     }
+    io_loop_node = NULL;
     return NULL;
+}
+
+/* Starts one more thread; QRPC_ENOMEM, QRPC_EIO. */
+static int io_spawn(qrpc_node *n, bool standby)
+{
+    qrpc__io *io = n->io;
+    io_arg *a = malloc(sizeof *a);
+
+    if (a == NULL)
+        return QRPC_ENOMEM;
+    a->n = n;
+    a->standby = standby;
+    if (pthread_create(&io->threads[io->n_threads], NULL, io_main, a) != 0) {
+        free(a);
+        return QRPC_EIO;
+    }
+    io->n_threads++;
+    return 0;
+}
+
+/* ---- start and stop ------------------------------------------------------------ */
+
+/* Tells every thread to stop and joins them. */
+static void io_join(qrpc_node *n)
+{
+    qrpc__io *io = n->io;
+    unsigned i;
+
+    atomic_store(&io->stop, true);
+    io_kick(n);
+    pthread_mutex_lock(&io->standby_lock);
+    pthread_cond_broadcast(&io->standby_cond);
+    pthread_mutex_unlock(&io->standby_lock);
+    for (i = 0; i < io->n_threads; i++)
+        pthread_join(io->threads[i], NULL);
+    io->n_threads = 0;
+}
+
+static void io_free(qrpc__io *io)
+{
+    if (io->timerfd >= 0)
+        close(io->timerfd);
+    if (io->wakefd >= 0)
+        close(io->wakefd);
+    if (io->ep >= 0)
+        close(io->ep);
+    pthread_cond_destroy(&io->standby_cond);
+    pthread_mutex_destroy(&io->standby_lock);
+    pthread_mutex_destroy(&io->timer_lock);
+    pthread_mutex_destroy(&io->lock);
+    free(io->slots);
+    free(io->threads);
+    free(io);
 }
 
 int qrpc__io_start(qrpc_node *n)
 {
     qrpc__io *io;
-    struct epoll_event ev;
+    unsigned i;
     int rc = QRPC_EIO;
 
     if (n->io != NULL)
@@ -219,82 +607,95 @@ int qrpc__io_start(qrpc_node *n)
     io = calloc(1, sizeof *io);
     if (io == NULL)
         return QRPC_ENOMEM;
-    io->listenfd = -1;
-    io->wakefd = -1;
+    io->ep = io->wakefd = io->timerfd = io->listenfd = -1;
+    io->free_head = IO_NO_SLOT;
+    io->base = n->cfg.workers;
     atomic_init(&io->stop, false);
+    atomic_init(&io->ticking, false);
     atomic_init(&io->next_ns, UINT64_MAX);
-    if (pthread_mutex_init(&io->lock, NULL) != 0) {
+    atomic_init(&io->flush_waiting, 0);
+    atomic_init(&io->jqueued, 0);
+    atomic_init(&io->idle, 0);
+    atomic_init(&io->busy, 0);
+    io->threads = calloc(io->base + 1, sizeof *io->threads);
+    if (io->threads == NULL || pthread_mutex_init(&io->lock, NULL) != 0) {
+        free(io->threads);
         free(io);
         return QRPC_ENOMEM;
     }
+    /* Linux's mutex and condition variable initialisers cannot fail */
+    pthread_mutex_init(&io->timer_lock, NULL);
+    pthread_mutex_init(&io->standby_lock, NULL);
+    pthread_cond_init(&io->standby_cond, NULL);
     io->ep = epoll_create1(EPOLL_CLOEXEC);
-    if (io->ep < 0)
-        goto fail;
     io->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (io->wakefd < 0)
-        goto fail;
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN;
-    ev.data.ptr = &io_tag_wake;
-    if (epoll_ctl(io->ep, EPOLL_CTL_ADD, io->wakefd, &ev) != 0)
-        goto fail;
+    io->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (io->ep < 0 || io->wakefd < 0 || io->timerfd < 0 ||
+        io_ctl(io, EPOLL_CTL_ADD, io->wakefd, EPOLLIN, IO_KEY_WAKE) != 0 ||
+        io_ctl(io, EPOLL_CTL_ADD, io->timerfd, EPOLLIN, IO_KEY_TIMER) != 0) {
+        io_free(io);
+        return rc;
+    }
     n->io = io;
-    if (pthread_create(&io->thread, NULL, io_main, n) != 0) {
+    for (i = 0; i <= io->base; i++) {
+        rc = io_spawn(n, i == io->base);
+        if (rc != 0)
+            break;
+    }
+    if (rc != 0) {
+        io_join(n);
         n->io = NULL;
-        goto fail;
+        io_free(io);
+        return rc;
     }
     return 0;
-
-fail:
-    if (io->wakefd >= 0)
-        close(io->wakefd);
-    if (io->ep >= 0)
-        close(io->ep);
-    pthread_mutex_destroy(&io->lock);
-    free(io);
-    return rc;
 }
 
 int qrpc__io_listen(qrpc_node *n, int fd)
 {
-    int rc;
+    qrpc__io *io = n->io;
 
-    n->io->listenfd = fd;
-    rc = qrpc__io_add(n, fd, NULL);
-    if (rc != 0)
-        n->io->listenfd = -1;
-    return rc;
+    io->listenfd = fd;
+    if (io_ctl(io, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLONESHOT, IO_KEY_LISTEN) != 0) {
+        io->listenfd = -1;
+        return errno == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
+    }
+    return 0;
 }
 
 void qrpc__io_stop(qrpc_node *n)
 {
     qrpc__io *io = n->io;
-    uint64_t one = 1;
-    size_t i;
+    qrpc__job *jobs, *next;
+    uint32_t s;
 
     if (io == NULL)
         return;
-    atomic_store(&io->stop, true);
-    if (write(io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
-        qrpc__log(n, "eventfd: %s", strerror(errno));
-    pthread_join(io->thread, NULL);
+    io_join(n);
     if (io->listenfd >= 0) {
         qrpc__io_del(n, io->listenfd);
         close(io->listenfd);
         io->listenfd = -1;
     }
+    /* queued, never run: the callers learn so */
+    for (jobs = io->jhead; jobs != NULL; jobs = next) {
+        next = jobs->next;
+        jobs->next = NULL;
+        qrpc__work_refuse(jobs);
+    }
+    io->jhead = io->jtail = NULL;
     /*
-     * The loop is gone, so the list is ours: fail every connection (its
+     * The loop is gone, so the table is ours: fail every connection (its
      * calls complete with QRPC_ECLOSED) and drop the loop's references.
      */
-    for (i = 0; i < io->n_conns; i++) {
-        qrpc__conn_fail(io->conns[i], QRPC_ECLOSED, NULL);
-        qrpc__conn_unref(io->conns[i]);
+    for (s = 0; s < io->n_slots; s++) {
+        if (io->slots[s].c == NULL)
+            continue;
+        qrpc__conn_fail(io->slots[s].c, QRPC_ECLOSED, NULL);
+        qrpc__conn_unref(io->slots[s].c);
+        io->slots[s].c = NULL;
     }
-    free(io->conns);
-    close(io->wakefd);
-    close(io->ep);
-    pthread_mutex_destroy(&io->lock);
-    free(io);
+    io_flush(io);
+    io_free(io);
     n->io = NULL;
 }

@@ -1,18 +1,20 @@
 /*
  * net.h - the network side of a node, shared by the files that implement
- * it: the I/O thread (io.c), connections and their writer (conn.c), the
- * TCP transport's FrontEnds and listener (tcp.c) and the worker pool that
- * runs received requests (work.c).
+ * it: the event loop and its threads (io.c), connections and their writer
+ * (conn.c), the TCP transport's FrontEnds and listener (tcp.c) and the
+ * running of received requests (work.c).
  *
- * The shape, in the words of the original design: every node has one
- * background receive thread (here an epoll loop, the I/O thread) that owns
- * the listening socket and every connection's reads; one FrontEnd per
- * destination node holds the connection outgoing calls use; incoming
- * requests land in a queue from which the node's workers take them.
- * Sending never needs the I/O thread: a sender pushes its message on the
- * connection's lock-free queue and, if no thread is writing, becomes the
- * writer itself (conn.c); only a write that would block is handed to the
- * I/O thread, which finishes it when the socket is writable.
+ * The shape, after the original design: the node's background receive
+ * threads (here a pool of loop threads sharing one epoll set) own the
+ * listening socket and every connection's reads; one FrontEnd per
+ * destination node holds the connection outgoing calls use.  Unlike the
+ * original, a received request is not queued for another thread: the loop
+ * thread that read it runs it (leader/followers, io.c), which saves a
+ * thread hand-off per call.  Sending never needs the loop: a sender pushes
+ * its message on the connection's lock-free queue and, if no thread is
+ * writing, becomes the writer itself (conn.c); only a write that would
+ * block, or one a sender chose to leave for later, is finished by a loop
+ * thread.
  *
  * Not an interface: runtime/src only.
  */
@@ -30,7 +32,6 @@
 
 typedef struct qrpc__io qrpc__io;
 typedef struct qrpc__conn qrpc__conn;
-typedef struct qrpc__work qrpc__work;
 
 /* ---- outgoing messages ------------------------------------------------- */
 
@@ -81,7 +82,7 @@ typedef enum qrpc__conn_role {
 } qrpc__conn_role;
 
 /* Creates a connection over the connected non-blocking socket fd and
- * registers it with the node's I/O thread; sends our HELLO.  On success
+ * registers it with the node's loop; sends our HELLO.  On success
  * the connection holds fd and one reference for the caller. */
 int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
                    qrpc__conn **out);
@@ -97,41 +98,64 @@ bool qrpc__conn_dead(const qrpc__conn *c);
  */
 int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call);
 
-/* Queues a reply (results taken in every case). */
-void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *results);
+/*
+ * Queues a reply (results taken in every case) and writes what is queued,
+ * or, with later, only queues it: the caller then has more replies to
+ * come and calls qrpc__conn_flush(c) after the last.
+ */
+void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *results,
+                      bool later);
+/* Writes what c has queued, unless another thread is writing it already. */
+void qrpc__conn_flush(qrpc__conn *c);
 
 /* Fails the connection: every pending call completes with
  * QRPC_EUNAVAILABLE (never sent) or `may_have_run`.  why is logged. */
 void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why);
 
-/* A worker has answered (or dropped) one request of this connection. */
+/* One request of this connection has been answered (or dropped). */
 void qrpc__conn_job_done(qrpc__conn *c);
 
-/* I/O-thread entry points (io.c calls them). */
-void qrpc__conn_on_readable(qrpc__conn *c);
+/*
+ * Loop-thread entry points (io.c calls them).  A thread may read or write
+ * c from the loop only while it owns c: qrpc__conn_own() says whether it
+ * got it (if another thread owns it, that one is told to re-arm c),
+ * qrpc__conn_disown() gives it back and re-arms c if needed.
+ * on_readable returns the requests it read (a list through next, taken by
+ * the caller; NULL if none); hup: the event said the peer hung up, so it
+ * reads on to the end of the stream.
+ */
+bool qrpc__conn_own(qrpc__conn *c);
+void qrpc__conn_disown(qrpc__conn *c);
+struct qrpc__job *qrpc__conn_on_readable(qrpc__conn *c, bool hup);
 void qrpc__conn_on_writable(qrpc__conn *c);
 /* Expires calls past their deadline and a stalled peer; returns the next
  * deadline (ns) this connection needs the loop to wake for, or UINT64_MAX. */
 uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now);
 
-/* ---- the I/O thread ----------------------------------------------------------- */
+/* ---- the event loop ------------------------------------------------------------ */
 
-/* Starts the node's I/O thread if it is not running: QRPC_ENOMEM, QRPC_EIO. */
+/* Starts the node's loop threads (cfg.workers and the standby) if they are
+ * not running: QRPC_ENOMEM, QRPC_EIO. */
 int qrpc__io_start(qrpc_node *n);
-/* Stops and joins it after failing every connection with QRPC_ECLOSED. */
+/* Stops and joins them, then fails every connection with QRPC_ECLOSED. */
 void qrpc__io_stop(qrpc_node *n);
 /* Watches the listening socket fd (taken) for connections. */
 int qrpc__io_listen(qrpc_node *n, int fd);
-/* Registers fd for reading on behalf of c (or the listener when c is NULL). */
-int qrpc__io_add(qrpc_node *n, int fd, qrpc__conn *c);
+/*
+ * Registers c, whose socket is fd, for reading: the loop holds the
+ * reference the caller took for it until c is dead.  *key is what
+ * qrpc__io_rearm needs.  QRPC_ENOMEM, QRPC_EIO (then nothing was taken).
+ */
+int qrpc__io_track(qrpc_node *n, qrpc__conn *c, int fd, uint64_t *key);
+/* Has epoll report what is pending on a registered connection's fd again
+ * (its registration is edge-triggered). */
+void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key);
 void qrpc__io_del(qrpc_node *n, int fd);
-/* Asks for (or stops asking for) writability events on c's fd. */
-void qrpc__io_want_write(qrpc_node *n, qrpc__conn *c, bool on);
+
+/* Has the loop call qrpc__conn_flush(c) soon; takes a reference to c. */
+void qrpc__io_flush_later(qrpc_node *n, qrpc__conn *c);
 /* Makes the loop recompute its timeout (a nearer deadline appeared). */
 void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns);
-/* Adds c to the connections the I/O thread watches (ticks, shutdown); the
- * loop itself drops it, and its reference, once c is dead. */
-void qrpc__io_track(qrpc_node *n, qrpc__conn *c);
 
 /* The socket of c (for epoll). */
 int qrpc__conn_fd(const qrpc__conn *c);
@@ -146,12 +170,12 @@ int qrpc__addr_parse(const char *text, bool passive, struct sockaddr_storage *sa
 void qrpc__addr_format(const struct sockaddr *sa, char *out, size_t len);
 /* Opens the node's listening socket on cfg.listen: QRPC_EADDR, QRPC_EIO. */
 int qrpc__tcp_listen(qrpc_node *n);
-/* Accepts what is waiting on the listening socket (I/O thread). */
+/* Accepts what is waiting on the listening socket (a loop thread). */
 void qrpc__tcp_accept(qrpc_node *n, int listenfd);
 
-/* ---- the server side: received requests and the workers ------------------ */
+/* ---- the server side: received requests ---------------------------------- */
 
-/* A received request waiting for a worker. */
+/* A received request, run by the loop thread that read it. */
 typedef struct qrpc__job {
     struct qrpc__job *next;
     qrpc__conn *conn;           /* holds a reference */
@@ -159,12 +183,13 @@ typedef struct qrpc__job {
     uint64_t deadline_ns;
 } qrpc__job;
 
-/* Starts the node's workers (cfg.workers); QRPC_ENOMEM, QRPC_EIO. */
-int qrpc__work_start(qrpc_node *n);
-/* Stops and joins them; queued jobs are answered QRPC_ECLOSED. */
-void qrpc__work_stop(qrpc_node *n);
-/* Queues a job (taken). */
-void qrpc__work_push(qrpc_node *n, qrpc__job *job);
+/*
+ * Runs jobs (a list through next, taken) through qrpc__dispatch() and
+ * queues their replies, gathering those of one connection into one write.
+ */
+void qrpc__work_run(qrpc_node *n, qrpc__job *jobs);
+/* Answers a job that will not run QRPC_ECLOSED and frees it (the node stops). */
+void qrpc__work_refuse(qrpc__job *job);
 
 /* ---- logging ------------------------------------------------------------------ */
 

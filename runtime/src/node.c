@@ -2,12 +2,11 @@
  * node.c - the life of a node (one RpcService per process): its
  * configuration, creation, destruction and FrontEnds.  What the node serves
  * and the dispatch of calls are in service.c; clients in client.c; the
- * network side (I/O thread, connections, workers) in io.c, conn.c, tcp.c
- * and work.c.
+ * network side (loop threads, connections, running received requests) in
+ * io.c, conn.c, tcp.c and work.c.
  *
- * A node that only makes local calls has no thread at all.  Listening
- * starts the I/O thread and the workers at once; the first client of a
- * remote destination starts the I/O thread.
+ * A node that only makes local calls has no thread at all.  Listening, or
+ * the first client of a remote destination, starts the loop threads.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +22,8 @@
 #define NODE_DEFAULT_MAX_INFLIGHT 1024u
 #define NODE_DEFAULT_TIMEOUT_MS   30000u
 #define NODE_DEFAULT_STALL_MS     30000u
+#define NODE_DEFAULT_SPIN_US      50
+#define NODE_MAX_SPIN_US          100000
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
 static _Noreturn void node_panic(const char *msg)
@@ -41,6 +42,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->max_depth = QRPC_DEFAULT_MAX_DEPTH;
     cfg->max_frame = QRPC__FRAME_DEFAULT;
     cfg->stall_timeout_ms = NODE_DEFAULT_STALL_MS;
+    cfg->spin_us = NODE_DEFAULT_SPIN_US;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -56,7 +58,8 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         in->max_inflight > QRPC__MAX_INFLIGHT ||
         in->max_depth > QRPC__MAX_DEPTH ||
         (in->max_frame != 0 && (in->max_frame < QRPC__FRAME_MIN ||
-                                in->max_frame > QRPC__MAX_FRAME)))
+                                in->max_frame > QRPC__MAX_FRAME)) ||
+        in->spin_us < -1 || in->spin_us > NODE_MAX_SPIN_US)
         return QRPC_EINVAL;
     out->listen = in->listen;
     out->log = in->log;
@@ -75,18 +78,18 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         out->max_frame = in->max_frame;
     if (in->stall_timeout_ms != 0)
         out->stall_timeout_ms = in->stall_timeout_ms;
+    if (in->spin_us != 0)
+        out->spin_us = in->spin_us;
     return 0;
 }
 
-/* Listening: the I/O thread, the workers and the socket. */
+/* Listening: the loop threads and the socket. */
 static int node_listen(qrpc_node *n)
 {
     int rc;
 
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     rc = qrpc__io_start(n);
-    if (rc == 0)
-        rc = qrpc__work_start(n);
     if (rc == 0)
         rc = qrpc__tcp_listen(n);
     return rc;
@@ -134,7 +137,6 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
     if (n->cfg.listen != NULL) {
         rc = node_listen(n);
         if (rc != 0) {
-            qrpc__work_stop(n);
             qrpc__io_stop(n);
             if (n->spare_fd >= 0)
                 close(n->spare_fd);
@@ -178,11 +180,11 @@ void qrpc_node_destroy(qrpc_node *n)
         qrpc__fe_close(&e->fe);
     pthread_mutex_unlock(&n->fe_lock);
     /*
-     * Requests being run finish and are answered; queued ones are answered
-     * QRPC_ECLOSED; then every connection closes, and calls still waiting
-     * on one complete with QRPC_ECLOSED.
+     * Requests being run finish and are answered (the FrontEnds closed
+     * above, a handler waiting for a call of its own has its answer:
+     * QRPC_ECLOSED); then every connection closes, and calls still
+     * waiting on one complete with QRPC_ECLOSED.
      */
-    qrpc__work_stop(n);
     qrpc__io_stop(n);
     /*
      * Every dispatch that saw closed == 0 has returned after this; every

@@ -181,7 +181,7 @@ void qrpc__tcp_accept(qrpc_node *n, int listenfd)
             close(fd);
             continue;
         }
-        qrpc__conn_unref(c);    /* the I/O thread keeps its own */
+        qrpc__conn_unref(c);    /* the loop keeps its own */
     }
 }
 

@@ -1,34 +1,24 @@
 /*
- * work.c - the node's workers: threads that take received requests from
- * the node's queue, run them through qrpc__dispatch() (the same path a
- * local call takes) and queue the reply on the connection the request
- * came from.
+ * work.c - running received requests: the loop thread that read them
+ * (io.c) hands the requests of one read here, and each goes through
+ * qrpc__dispatch() (the same path a local call takes) and has its reply
+ * queued on the connection it came from.
  *
- * The queue is a plain mutex and condition variable: it is touched once
- * per request by the I/O thread and once by a worker, and a worker's
- * wake-up costs more than the lock.  Known limit: one queue for the whole
- * node, so a flood of requests for one service delays the others (no
- * per-service fairness).
+ * Replies are written together: every reply but the last of a read is
+ * left for the next write on the connection (qrpc__conn_reply's later),
+ * so one sendmsg carries many when a peer pipelines its calls.  That
+ * holds a reply back while the handlers after it run, so it stops once
+ * the read's handlers have taken WORK_GATHER_NS: a handler that runs
+ * long still holds back the replies before it in its read (known limit;
+ * a handler expected to block should answer through a channel).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
 
-struct qrpc__work {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    qrpc__job *head, *tail;
-    bool stop;
-    pthread_t *threads;
-    unsigned n_threads;
-};
+#define WORK_GATHER_NS 50000u   /* replies gathered this long, about */
 
-/*
- * The request stops counting against max_inflight before its reply goes
- * out: a caller that sends its next call on seeing the reply must find
- * the room free.
- */
 static void work_free_job(qrpc__job *job)
 {
     qrpc__conn_unref(job->conn);
@@ -51,11 +41,11 @@ static void work_respond(void *ctx, int status, qrpc_buf *results)
     if (wr->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(results);
     else
-        qrpc__conn_reply(wr->conn, wr->stream, status, results);
+        qrpc__conn_reply(wr->conn, wr->stream, status, results, false);
     qrpc__conn_unref(wr->conn);
 }
 
-static void work_run(qrpc_node *n, qrpc__job *job)
+static void work_run(qrpc_node *n, qrpc__job *job, bool more)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf results = { NULL, 0, 0 };
@@ -90,119 +80,50 @@ static void work_run(qrpc_node *n, qrpc__job *job)
     if (h->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(&results);
     else
-        qrpc__conn_reply(job->conn, job->msg.stream, status, &results);
+        /* more requests to answer: this reply can go out with theirs */
+        qrpc__conn_reply(job->conn, job->msg.stream, status, &results, more);
     work_free_job(job);
 }
 
-static void *work_main(void *arg)
+void qrpc__work_run(qrpc_node *n, qrpc__job *jobs)
 {
-    qrpc_node *n = arg;
-    qrpc__work *w = n->work;
+    qrpc__conn *held = NULL;
+    qrpc__job *job;
+    uint64_t start = 0;
+    bool gather = true;
+    unsigned k = 0;
 
-    for (;;) {
-        qrpc__job *job;
+    if (jobs != NULL && jobs->next != NULL)
+        start = qrpc__now_ns(n);
+    for (job = jobs; job != NULL; job = jobs) {
+        bool later;
 
-        pthread_mutex_lock(&w->lock);
-        while (w->head == NULL && !w->stop)
-            pthread_cond_wait(&w->cond, &w->lock);
-        job = w->head;
-        if (job == NULL) {
-            pthread_mutex_unlock(&w->lock);
-            return NULL;
+        jobs = job->next;
+        /* the clock costs as much as a small handler: look every few jobs */
+        if (gather && ++k % 8 == 0)
+            gather = qrpc__now_ns(n) - start < WORK_GATHER_NS;
+        later = gather && jobs != NULL && jobs->conn == job->conn;
+        if (later && held == NULL) {
+            /* the job's reference goes with it: keep one for the flush */
+            held = job->conn;
+            qrpc__conn_ref(held);
         }
-        w->head = job->next;
-        if (w->head == NULL)
-            w->tail = NULL;
-        pthread_mutex_unlock(&w->lock);
-        work_run(n, job);
+        work_run(n, job, later);
+        if (!later && held != NULL) {
+            /* the last reply wrote them all, unless it was none (oneway, channel) */
+            qrpc__conn_flush(held);
+            qrpc__conn_unref(held);
+            held = NULL;
+        }
     }
 }
 
-void qrpc__work_push(qrpc_node *n, qrpc__job *job)
+void qrpc__work_refuse(qrpc__job *job)
 {
-    qrpc__work *w = n->work;
+    qrpc_buf none = { NULL, 0, 0 };
 
-    job->next = NULL;
-    pthread_mutex_lock(&w->lock);
-    if (w->stop) {
-        pthread_mutex_unlock(&w->lock);
-        qrpc__conn_job_done(job->conn);
-        work_free_job(job);
-        return;
-    }
-    if (w->tail != NULL)
-        w->tail->next = job;
-    else
-        w->head = job;
-    w->tail = job;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-int qrpc__work_start(qrpc_node *n)
-{
-    qrpc__work *w;
-    unsigned i;
-
-    if (n->work != NULL)
-        return 0;
-    w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return QRPC_ENOMEM;
-    w->threads = calloc(n->cfg.workers, sizeof *w->threads);
-    if (w->threads == NULL || pthread_mutex_init(&w->lock, NULL) != 0) {
-        free(w->threads);
-        free(w);
-        return QRPC_ENOMEM;
-    }
-    if (pthread_cond_init(&w->cond, NULL) != 0) {
-        pthread_mutex_destroy(&w->lock);
-        free(w->threads);
-        free(w);
-        return QRPC_ENOMEM;
-    }
-    n->work = w;
-    for (i = 0; i < n->cfg.workers; i++) {
-        if (pthread_create(&w->threads[i], NULL, work_main, n) != 0)
-            break;
-        w->n_threads++;
-    }
-    if (w->n_threads == 0) {
-        qrpc__work_stop(n);
-        return QRPC_EIO;
-    }
-    return 0;
-}
-
-void qrpc__work_stop(qrpc_node *n)
-{
-    qrpc__work *w = n->work;
-    qrpc__job *job, *next;
-    unsigned i;
-
-    if (w == NULL)
-        return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = true;
-    job = w->head;
-    w->head = w->tail = NULL;
-    pthread_cond_broadcast(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    /* queued, never run: the callers learn so */
-    for (; job != NULL; job = next) {
-        qrpc_buf none = { NULL, 0, 0 };
-
-        next = job->next;
-        qrpc__conn_job_done(job->conn);
-        if (!(job->msg.req.flags & QRPC_METHOD_ONEWAY))
-            qrpc__conn_reply(job->conn, job->msg.stream, QRPC_ECLOSED, &none);
-        work_free_job(job);
-    }
-    for (i = 0; i < w->n_threads; i++)
-        pthread_join(w->threads[i], NULL);
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->lock);
-    free(w->threads);
-    free(w);
-    n->work = NULL;
+    qrpc__conn_job_done(job->conn);
+    if (!(job->msg.req.flags & QRPC_METHOD_ONEWAY))
+        qrpc__conn_reply(job->conn, job->msg.stream, QRPC_ECLOSED, &none, false);
+    work_free_job(job);
 }

@@ -1077,6 +1077,7 @@ START_TEST(test_config)
     ck_assert_uint_eq(cfg.max_inflight, 1024);
     ck_assert_uint_eq(cfg.timeout_ms, 30000);
     ck_assert_uint_eq(cfg.max_depth, 64);
+    ck_assert_int_eq(cfg.spin_us, 50);
     ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
     qrpc_node_destroy(n);
 
@@ -1090,6 +1091,10 @@ START_TEST(test_config)
     cfg.max_inflight = 1u << 20;
     cfg.max_depth = 1024;
     cfg.timeout_ms = UINT32_MAX;
+    cfg.spin_us = 100000;
+    ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
+    qrpc_node_destroy(n);
+    cfg.spin_us = -1;                       /* never spin */
     ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
     qrpc_node_destroy(n);
 
@@ -1108,6 +1113,8 @@ START_TEST(test_config)
     BAD_CONFIG(max_depth, 1025, QRPC_EINVAL);
     BAD_CONFIG(max_frame, 1023, QRPC_EINVAL);
     BAD_CONFIG(max_frame, (16u << 20) + 1, QRPC_EINVAL);
+    BAD_CONFIG(spin_us, -2, QRPC_EINVAL);
+    BAD_CONFIG(spin_us, 100001, QRPC_EINVAL);
     BAD_CONFIG(listen, "nowhere", QRPC_EADDR);
     BAD_CONFIG(listen, "127.0.0.1:65536", QRPC_EADDR);
 #undef BAD_CONFIG
