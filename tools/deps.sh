@@ -3,11 +3,20 @@
 #
 # Checks each package with dpkg; installs the missing ones with apt-get when
 # run as root, and otherwise prints the exact apt-get line and fails.
-# Usage: tools/deps.sh [extra-package...]   (make calls it before building)
+# Usage: tools/deps.sh [--peers] [extra-package...]   (make calls it before
+# building).  --peers adds what make bench-peers needs beyond the base set:
+# gRPC C++ with protoc and its C++ plugin (the rpcgen peer needs only
+# rpcsvc-proto and libtirpc-dev, which are in the base set).
 set -u
 
+peers=""
+if [ "${1:-}" = "--peers" ]; then
+    shift
+    peers="g++ libgrpc++-dev protobuf-compiler protobuf-compiler-grpc"
+fi
+
 pkgs="gcc make clang flex bison pkg-config check libibverbs-dev librdmacm-dev \
-libclang-rt-14-dev rpcsvc-proto libtirpc-dev man-db $*"
+libclang-rt-14-dev rpcsvc-proto libtirpc-dev man-db $peers $*"
 
 missing=""
 for p in $pkgs; do

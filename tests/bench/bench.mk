@@ -1,5 +1,5 @@
-# tests/bench/bench.mk - `make bench` (and the `bench-peers` placeholder),
-# included by the top-level Makefile.
+# tests/bench/bench.mk - `make bench` and `make bench-peers`, included by the
+# top-level Makefile.
 #
 # make bench builds the benchmark programs into $(BUILD)/bench/, runs them
 # through tests/bench/run.sh and writes $(BUILD)/bench/results.jsonl (one
@@ -14,7 +14,16 @@
 # measurement, default 0.5), BENCH_NET_CALLS (latency calls per run, default
 # 20000), BENCH_NET_MIXED_CALLS (default 2000) and BENCH_NET_MIXED_SECONDS
 # (default 2) do, and BENCH_NET_SERVER_CPU (default 1) picks the servers'
-# CPU.  The ONC RPC and gRPC peers are not here yet.
+# CPU.
+#
+# make bench-peers installs what the peers need (tools/deps.sh --peers:
+# gRPC C++, protoc and grpc_cpp_plugin; rpcgen and libtirpc are in the
+# base set), then runs the whole of make bench with bench_net_peers in
+# place of bench_net: the same driver linked with two more systems of the
+# network workloads, rpcgen (ONC RPC over libtirpc's TCP transport,
+# net_rpcgen.c and onc_netbench.x) and grpc (gRPC C++, net_grpc.cc and
+# netbench.proto), measured in the same rounds as qrpc and bare, into the
+# same results.jsonl and report.  Plain make bench needs none of them.
 
 BENCH_DIR     := $(BUILD)/bench
 BENCH_GEN     := $(BENCH_DIR)/gen
@@ -34,6 +43,10 @@ BENCH_CODEC_OBJ := $(addprefix $(BENCH_OBJ)/,bench_codec.o codec_qrpc.o \
                    codec_xdr.o codec_memcpy.o bench_util.o bench_types.o rec_xdr.o)
 BENCH_NET_OBJ   := $(addprefix $(BENCH_OBJ)/,bench_net.o net_qrpc.o net_bare.o \
                    bench_util.o netbench_types.o netbench_client.o netbench_server.o)
+
+# The network driver make bench runs: bench_net, or bench_net_peers (make
+# bench-peers sets it).
+BENCH_NET_PROG ?= bench_net
 
 # qrpc's side of the codec workload: the generated code for bench.qidl, under
 # the flags generated code promises to compile with.
@@ -99,16 +112,84 @@ $(BENCH_DIR)/compile/big.qidl: tests/bench/gen_qidl.awk
 	awk -v STRUCTS=1000 -v METHODS=1000 -f $< > $@.tmp && mv $@.tmp $@
 
 bench: deps $(QRPCGEN) $(BENCH_DIR)/bench_codec $(BENCH_DIR)/bench_compile \
-       $(BENCH_DIR)/bench_net $(BENCH_DIR)/compile/big.qidl
+       $(BENCH_DIR)/$(BENCH_NET_PROG) $(BENCH_DIR)/compile/big.qidl
 	BENCH_RUNS=$(BENCH_RUNS) BENCH_SECONDS=$(BENCH_SECONDS) \
 	BENCH_NET_SECONDS=$(BENCH_NET_SECONDS) BENCH_NET_CALLS=$(BENCH_NET_CALLS) \
 	BENCH_NET_MIXED_CALLS=$(BENCH_NET_MIXED_CALLS) \
 	BENCH_NET_MIXED_SECONDS=$(BENCH_NET_MIXED_SECONDS) \
 	BENCH_NET_SERVER_CPU=$(BENCH_NET_SERVER_CPU) \
-	    tests/bench/run.sh $(BENCH_DIR) $(QRPCGEN)
+	    tests/bench/run.sh $(BENCH_DIR) $(QRPCGEN) $(BENCH_NET_PROG)
 
-# A placeholder: no network peers exist yet.
-bench-peers:
-	@echo "bench-peers: nothing to build yet: the ONC RPC (rpcgen) and gRPC"
-	@echo "bench-peers: network peers arrive with the runtime benchmarks."
-	@echo "bench-peers: the rpcgen XDR codec comparison is part of 'make bench'."
+# ---- make bench-peers: the rpcgen and gRPC peers of the network workloads ----
+
+# The packages first, in a make of their own, so that pkg-config, protoc
+# and grpc_cpp_plugin exist before anything asks them; then make bench with
+# the peers' driver.
+bench-peers: deps
+	@tools/deps.sh --peers
+	$(MAKE) bench BENCH_NET_PROG=bench_net_peers
+
+BENCH_NET_PEERS_OBJ := $(addprefix $(BENCH_OBJ)/,bench_net_peers.o net_qrpc.o net_bare.o \
+                       net_rpcgen.o net_grpc.o bench_util.o netbench_types.o \
+                       netbench_client.o netbench_server.o onc_netbench_xdr.o \
+                       onc_netbench_clnt.o onc_netbench_svc.o netbench.pb.o \
+                       netbench.grpc.pb.o)
+
+# Recursive on purpose: pkg-config is asked only when a peer is built.
+BENCH_GRPC_CFLAGS = $(shell pkg-config --cflags grpc++ protobuf)
+BENCH_GRPC_LIBS   = $(shell pkg-config --libs grpc++ protobuf)
+BENCH_CXXFLAGS    = -std=c++17 $(OPT) -Wall -Wextra -Werror $(SANFLAGS) -MMD -MP $(CXXFLAGS)
+
+# The driver, with NET_PEERS: four systems instead of two.
+$(BENCH_OBJ)/bench_net_peers.o: tests/bench/bench_net.c $(BENCH_GEN)/netbench.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DNET_PEERS $(RUNTIME_INC) -I$(BENCH_GEN) -Itests/bench -c -o $@ $<
+
+# rpcgen -M: thread-safe stubs with result pointers; -m: the dispatcher
+# without a main.  As for rec.x, rpcgen runs on a copy in the generated
+# directory and refuses to overwrite its outputs.
+$(BENCH_GEN)/onc_netbench.stamp: tests/bench/onc_netbench.x
+	@mkdir -p $(BENCH_GEN)
+	cp $< $(BENCH_GEN)/onc_netbench.x
+	cd $(BENCH_GEN) && \
+	    rm -f onc_netbench.h onc_netbench_xdr.c onc_netbench_clnt.c onc_netbench_svc.c && \
+	    rpcgen -M -h -o onc_netbench.h onc_netbench.x && \
+	    rpcgen -M -c -o onc_netbench_xdr.c onc_netbench.x && \
+	    rpcgen -M -l -o onc_netbench_clnt.c onc_netbench.x && \
+	    rpcgen -M -m -o onc_netbench_svc.c onc_netbench.x
+	@touch $@
+
+$(BENCH_GEN)/onc_netbench.h $(BENCH_GEN)/onc_netbench_xdr.c $(BENCH_GEN)/onc_netbench_clnt.c \
+$(BENCH_GEN)/onc_netbench_svc.c: $(BENCH_GEN)/onc_netbench.stamp ;
+
+# rpcgen's output declares variables it does not use and casts xdr_void
+# to xdrproc_t: those two warnings off, the rest as for rec_xdr.o.
+$(BENCH_OBJ)/onc_netbench_%.o: $(BENCH_GEN)/onc_netbench_%.c $(BENCH_GEN)/onc_netbench.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) -Wall -Wextra -Werror -Wno-unused-variable \
+	    -Wno-cast-function-type $(SANFLAGS) $(BENCH_TIRPC_CFLAGS) -I$(BENCH_GEN) -c -o $@ $<
+
+$(BENCH_OBJ)/net_rpcgen.o: $(BENCH_GEN)/onc_netbench.stamp
+
+$(BENCH_GEN)/netbench-proto.stamp: tests/bench/netbench.proto
+	@mkdir -p $(BENCH_GEN)
+	protoc -Itests/bench --cpp_out=$(BENCH_GEN) --grpc_out=$(BENCH_GEN) \
+	    --plugin=protoc-gen-grpc="$$(command -v grpc_cpp_plugin)" $<
+	@touch $@
+
+$(BENCH_GEN)/netbench.pb.h $(BENCH_GEN)/netbench.pb.cc $(BENCH_GEN)/netbench.grpc.pb.h \
+$(BENCH_GEN)/netbench.grpc.pb.cc: $(BENCH_GEN)/netbench-proto.stamp ;
+
+$(BENCH_OBJ)/netbench.pb.o $(BENCH_OBJ)/netbench.grpc.pb.o: $(BENCH_OBJ)/%.o: \
+    $(BENCH_GEN)/%.cc $(BENCH_GEN)/netbench-proto.stamp
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCH_CXXFLAGS) $(BENCH_GRPC_CFLAGS) -I$(BENCH_GEN) -c -o $@ $<
+
+$(BENCH_OBJ)/net_grpc.o: tests/bench/net_grpc.cc $(BENCH_GEN)/netbench-proto.stamp
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCH_CXXFLAGS) $(BENCH_GRPC_CFLAGS) -I$(BENCH_GEN) -Itests/bench -c -o $@ $<
+
+# C and C++: g++ links, for libstdc++.
+$(BENCH_DIR)/bench_net_peers: $(BENCH_NET_PEERS_OBJ) $(LIBQRPC_A)
+	$(CXX) $(LDFLAGS_ALL) -o $@ $(BENCH_NET_PEERS_OBJ) $(LIBQRPC_A) $(BENCH_TIRPC_LIBS) \
+	    $(BENCH_GRPC_LIBS) $(RUNTIME_LIBS)

@@ -1,12 +1,17 @@
 /*
  * bench_net.c - the network workloads of make bench: qrpc over TCP against
  * bare sockets carrying the same payload (bench_net.h), on 127.0.0.1 with
- * the server in a process of its own.
+ * the server in a process of its own.  Compiled twice: bench_net (qrpc and
+ * bare, make bench) and, with NET_PEERS defined, bench_net_peers (make
+ * bench-peers), which also measures the peers rpcgen (ONC RPC, libtirpc)
+ * and grpc (gRPC C++) in the same run.
  *
  *   bench_net RESULTS.jsonl        the driver (appends to RESULTS.jsonl)
- *   bench_net --serve qrpc|bare    a server process (the driver starts it)
+ *   bench_net --serve SYSTEM       a server process (the driver starts it)
  *
- * Workloads (each for both systems, in the same run):
+ * Workloads (each for every system, in the same run; a system whose
+ * net_sys has no function for a workload sits it out, and nothing is
+ * written for it: rpcgen has no pipelined, the peers no mixed):
  *   net-latency     one caller, one add in flight: p50, p99, p99.9 (us) of
  *                   BENCH_NET_CALLS calls, from every sample of the run
  *   net-threads     BENCH_NET_THREADS callers with one add each: calls/s
@@ -30,35 +35,42 @@
  * measurement (signal handler).
  *
  * Method, as bench_codec.c: BENCH_RUNS rounds (default 5, at least 3), each
- * measuring every workload on both systems, the order of the systems
- * alternating from round to round; medians with min and max; ratios
- * qrpc/bare taken within a round.  Every measurement is bounded: a count
- * of calls (latency), BENCH_NET_SECONDS of wall time (default 0.5;
- * throughput, after a fifth of it of warm-up), BENCH_NET_MIXED_SECONDS
- * (default 2) for the calls under transfer.  Disturbance is watched on the
- * two CPUs in use: steal from /proc/stat, and the share of those CPUs'
- * busy time (user, system, irq, softirq) that our processes -- client and
- * servers -- got; a measurement with steal over BENCH_STEAL_LIMIT_PCT or a share
- * under BENCH_CPU_SHARE_MIN_PCT (another process ran there) is redone, up
- * to BENCH_STEAL_RETRIES times, then kept and flagged.
+ * measuring every workload on every system, the order of the systems
+ * rotating from round to round; medians with min and max; ratios of each
+ * system to bare (qrpc/bare, rpcgen/bare, grpc/bare) taken within a round.
+ * Every measurement is bounded: a count of calls (latency),
+ * BENCH_NET_SECONDS of wall time (default 0.5; throughput, after a fifth
+ * of it of warm-up), BENCH_NET_MIXED_SECONDS (default 2) for the calls
+ * under transfer.  Disturbance is watched on the two CPUs in use: steal
+ * from /proc/stat, and the share of those CPUs' busy time (user, system,
+ * irq, softirq) that our processes -- client and servers -- got; a
+ * measurement with steal over BENCH_STEAL_LIMIT_PCT or a share under
+ * BENCH_CPU_SHARE_MIN_PCT (another process ran there) is redone, up to
+ * BENCH_STEAL_RETRIES times, then kept and flagged.
  *
  * Also from the environment: BENCH_NET_CALLS (latency calls per run,
  * default 20000), BENCH_NET_WARMUP (calls per system before anything
  * counts, 2000), BENCH_NET_MIXED_CALLS (idle calls of the mixed workload,
  * 2000), BENCH_NET_THREADS (16), BENCH_NET_WINDOW (256), and, to profile
  * one thing at a time, BENCH_NET_ONLY (comma-separated workload names:
- * net-latency,net-mixed) and BENCH_NET_SYSTEMS (qrpc or bare alone; no
- * ratios then).
+ * net-latency,net-mixed) and BENCH_NET_SYSTEMS (comma-separated systems:
+ * qrpc, bare, and in bench_net_peers rpcgen and grpc; no ratios without
+ * bare).
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,7 +81,13 @@
 #define NET_MIB (1024.0 * 1024.0)
 #define NET_GIB (1024.0 * NET_MIB)
 #define NET_MAX_METRICS 6
+#ifdef NET_PEERS
+#define NET_NSYS 4
+#else
 #define NET_NSYS 2
+#endif
+#define NET_QRPC 0                  /* net_systems[] index of qrpc ... */
+#define NET_REF 1                   /* ... and of bare, every ratio's reference */
 #define NET_SERVE_WAIT_MS 10000     /* a server must say its address by then */
 #define NET_REAP_WAIT_S 5.0         /* then it is killed */
 #define NET_MIXED_MAX_BUSY (1 << 20)    /* samples under transfer, at most */
@@ -97,12 +115,130 @@ typedef struct net_server {
 } net_server;
 
 static net_server servers[NET_NSYS];
-static const net_sys *const net_systems[NET_NSYS] = { &net_qrpc, &net_bare };
+static const net_sys *const net_systems[NET_NSYS] = {
+    &net_qrpc, &net_bare,
+#ifdef NET_PEERS
+    &net_rpcgen, &net_grpc,
+#endif
+};
 
 _Noreturn void net_fail(const char *system, const char *what, const char *detail)
 {
     fprintf(stderr, "bench: net %s: %s failed: %s\n", system, what, detail);
     exit(1);                        /* atexit: servers stopped */
+}
+
+void net_sleep(double s)
+{
+    struct timespec ts;
+
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int net_listen_loopback(const char *system, unsigned *port)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (lfd < 0)
+        net_fail(system, "socket", strerror(errno));
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 128) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &len) != 0)
+        net_fail(system, "listen on 127.0.0.1", strerror(errno));
+    *port = ntohs(sa.sin_port);
+    return lfd;
+}
+
+void net_run_latency(void (*call)(void *conn, int32_t k), void *conn, int n, double *us)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        double t0 = bench_now();
+
+        call(conn, i);
+        us[i] = (bench_now() - t0) * 1e6;
+    }
+}
+
+/* ---- the threads workload's driver ------------------------------------------ */
+
+typedef struct net_worker {
+    pthread_t thread;
+    const net_caller *nc;
+    void *conn;
+    atomic_uint_least64_t calls;
+    char pad[64];               /* no false sharing of the counters */
+} net_worker;
+
+static atomic_bool net_stop;
+static pthread_barrier_t net_barrier;
+
+static void *net_worker_main(void *arg)
+{
+    net_worker *w = arg;
+    int32_t k = 0;
+
+    pthread_barrier_wait(&net_barrier);
+    while (!atomic_load_explicit(&net_stop, memory_order_relaxed)) {
+        w->nc->call(w->conn, k++);
+        atomic_fetch_add_explicit(&w->calls, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static uint64_t net_sum_calls(net_worker *w, int n)
+{
+    uint64_t s = 0;
+    int i;
+
+    for (i = 0; i < n; i++)
+        s += atomic_load_explicit(&w[i].calls, memory_order_relaxed);
+    return s;
+}
+
+void net_run_threads(const char *system, const net_caller *nc, int nthreads, double warm,
+                     double seconds, uint64_t *calls, double *elapsed)
+{
+    net_worker *w = calloc((size_t)nthreads, sizeof *w);
+    uint64_t c0;
+    double t0;
+    int i;
+
+    if (w == NULL)
+        net_fail(system, "threads", "out of memory");
+    atomic_store(&net_stop, false);
+    pthread_barrier_init(&net_barrier, NULL, (unsigned)nthreads + 1);
+    for (i = 0; i < nthreads; i++) {
+        w[i].nc = nc;
+        w[i].conn = nc->open != NULL ? nc->open() : NULL;
+        atomic_init(&w[i].calls, 0);
+        if (pthread_create(&w[i].thread, NULL, net_worker_main, &w[i]) != 0)
+            net_fail(system, "threads", "cannot start a thread");
+    }
+    pthread_barrier_wait(&net_barrier);
+    net_sleep(warm);
+    c0 = net_sum_calls(w, nthreads);
+    t0 = bench_now();
+    net_sleep(seconds);
+    *calls = net_sum_calls(w, nthreads) - c0;
+    *elapsed = bench_now() - t0;
+    atomic_store(&net_stop, true);
+    for (i = 0; i < nthreads; i++) {
+        pthread_join(w[i].thread, NULL);
+        if (nc->close != NULL)
+            nc->close(w[i].conn);
+    }
+    pthread_barrier_destroy(&net_barrier);
+    free(w);
 }
 
 /* Async-signal-safe: kill and reap every server, then leave. */
@@ -353,7 +489,7 @@ typedef struct net_workload {
     int nmetrics;
     const char *metric[NET_MAX_METRICS];
     const char *unit[NET_MAX_METRICS];
-    unsigned ratios;                /* bit i: a qrpc/other ratio of metric i */
+    unsigned ratios;                /* bit i: system/bare ratios of metric i */
     bool local;                     /* in-process: one CPU, no servers */
     void (*fn)(const net_sys *sys, net_meas *m);
 } net_workload;
@@ -498,7 +634,25 @@ static const net_workload net_workloads[] = {
 
 static const char *net_sys_name(const net_workload *w, int s)
 {
-    return w->local && s == 1 ? "direct" : net_systems[s]->system;
+    return w->local && s == NET_REF ? "direct" : net_systems[s]->system;
+}
+
+/*
+ * Whether system s takes part in workload w: the in-process workload is
+ * qrpc's own, against a direct call (in bare's place); a system without
+ * the workload's function (NULL in its net_sys) sits it out.
+ */
+static bool net_takes_part(const net_workload *w, int s)
+{
+    const net_sys *sys = net_systems[s];
+
+    if (w->local)
+        return s == NET_QRPC || s == NET_REF;
+    if (w->fn == w_pipelined)
+        return sys->pipelined != NULL;
+    if (w->fn == w_mixed)
+        return sys->mixed != NULL;
+    return true;
 }
 
 /* Runs one measurement, redone while disturbed (bounded), under the watchdog. */
@@ -564,20 +718,55 @@ static void net_fact(FILE *out, const char *metric, double value)
     net_write(out, "bench", "net-config", metric, "", v, NULL, NULL, NULL, 1);
 }
 
-/* BENCH_NET_ONLY: a comma-separated list of workloads (net-latency, ...), or all. */
-static bool net_selected(const net_workload *w, const char *only)
+/* Whether name is an item of list, a comma-separated list. */
+static bool net_listed(const char *list, const char *name)
 {
-    size_t n = strlen(w->name);
-    const char *p = only;
+    size_t n = strlen(name);
+    const char *p = list;
 
-    if (only == NULL || *only == '\0')
-        return true;
-    while ((p = strstr(p, w->name)) != NULL) {
-        if ((p == only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+    while ((p = strstr(p, name)) != NULL) {
+        if ((p == list || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
             return true;
         p += n;
     }
     return false;
+}
+
+/* BENCH_NET_ONLY: a comma-separated list of workloads (net-latency, ...), or all. */
+static bool net_selected(const net_workload *w, const char *only)
+{
+    return only == NULL || *only == '\0' || net_listed(only, w->name);
+}
+
+/*
+ * BENCH_NET_SYSTEMS: a comma-separated list of systems, or all; a name
+ * that is no system of this program (grpc in bench_net) is an error, not
+ * an empty benchmark.
+ */
+static void net_pick_systems(const char *list, bool *on)
+{
+    const char *p = list;
+    int s;
+
+    for (s = 0; s < NET_NSYS; s++)
+        on[s] = list == NULL || *list == '\0' || net_listed(list, net_systems[s]->system);
+    while (list != NULL && *p != '\0') {
+        size_t n = strcspn(p, ",");
+        bool known = n == 0;
+
+        for (s = 0; s < NET_NSYS && !known; s++)
+            known = strlen(net_systems[s]->system) == n &&
+                    strncmp(p, net_systems[s]->system, n) == 0;
+        if (!known) {
+            fprintf(stderr, "bench: net: BENCH_NET_SYSTEMS names %.*s, which is not a "
+                    "system of this program (systems:", (int)n, p);
+            for (s = 0; s < NET_NSYS; s++)
+                fprintf(stderr, " %s", net_systems[s]->system);
+            fprintf(stderr, "%s)\n", NET_NSYS == 2 ? "; make bench-peers has the peers" : "");
+            exit(2);
+        }
+        p += n + (p[n] == ',');
+    }
 }
 
 int main(int argc, char **argv)
@@ -601,10 +790,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_net RESULTS.jsonl\n");
         return 2;
     }
-    /* BENCH_NET_SYSTEMS (qrpc, bare or both; for profiling one alone) */
-    for (s = 0; s < NET_NSYS; s++)
-        sys_on[s] = systems == NULL || *systems == '\0' ||
-                    strstr(systems, net_systems[s]->system) != NULL;
+    /* BENCH_NET_SYSTEMS (for profiling one alone) */
+    net_pick_systems(systems, sys_on);
     cfg_runs = bench_env_int("BENCH_RUNS", 5, 3, BENCH_MAX_RUNS);
     cfg_seconds = bench_env_double("BENCH_NET_SECONDS", 0.5, 0.05, 60.0);
     cfg_calls = bench_env_int("BENCH_NET_CALLS", 20000, 1000, 10000000);
@@ -676,11 +863,13 @@ int main(int argc, char **argv)
     net_sink += net_local_qrpc_setup();
     alarm(0);
 
+    /* every round, every workload on every system, the first one rotating */
     for (run = 0; run < cfg_runs; run++)
         for (wi = 0; wi < NET_NWORK; wi++)
             for (k = 0; k < NET_NSYS; k++) {
                 s = (k + run) % NET_NSYS;
-                if (net_selected(&net_workloads[wi], only) && sys_on[s])
+                if (net_selected(&net_workloads[wi], only) && sys_on[s] &&
+                    net_takes_part(&net_workloads[wi], s))
                     net_measure(&net_workloads[wi], s, run, &meas[wi][s][run]);
             }
 
@@ -695,7 +884,7 @@ int main(int argc, char **argv)
 
         for (i = 0; i < w->nmetrics; i++) {
             for (s = 0; s < NET_NSYS; s++) {
-                if (!sys_on[s])
+                if (!sys_on[s] || !net_takes_part(w, s))
                     continue;
                 for (run = 0; run < cfg_runs; run++) {
                     v[run] = meas[wi][s][run].v[i];
@@ -706,19 +895,24 @@ int main(int argc, char **argv)
                 net_write(out, net_sys_name(w, s), w->name, w->metric[i], w->unit[i], v,
                           st, sh, it, cfg_runs);
             }
-            if (!(w->ratios & (1u << i)) || !sys_on[0] || !sys_on[1])
+            if (!(w->ratios & (1u << i)) || !sys_on[NET_REF])
                 continue;
-            /* qrpc / the other, per round; as disturbed as the worse of the two */
-            for (run = 0; run < cfg_runs; run++) {
-                const net_meas *q = &meas[wi][0][run], *o = &meas[wi][1][run];
+            /* each system / bare, per round; as disturbed as the worse of the two */
+            for (s = 0; s < NET_NSYS; s++) {
+                if (s == NET_REF || !sys_on[s] || !net_takes_part(w, s))
+                    continue;
+                for (run = 0; run < cfg_runs; run++) {
+                    const net_meas *q = &meas[wi][s][run], *o = &meas[wi][NET_REF][run];
 
-                v[run] = o->v[i] > 0 ? q->v[i] / o->v[i] : 0;
-                st[run] = q->steal > o->steal ? q->steal : o->steal;
-                sh[run] = q->share < o->share ? q->share : o->share;
+                    v[run] = o->v[i] > 0 ? q->v[i] / o->v[i] : 0;
+                    st[run] = q->steal > o->steal ? q->steal : o->steal;
+                    sh[run] = q->share < o->share ? q->share : o->share;
+                }
+                snprintf(rname, sizeof rname, "%s/%s", net_sys_name(w, s),
+                         net_sys_name(w, NET_REF));
+                snprintf(rmetric, sizeof rmetric, "ratio:%s", w->metric[i]);
+                net_write(out, rname, w->name, rmetric, "x", v, st, sh, NULL, cfg_runs);
             }
-            snprintf(rname, sizeof rname, "qrpc/%s", net_sys_name(w, 1));
-            snprintf(rmetric, sizeof rmetric, "ratio:%s", w->metric[i]);
-            net_write(out, rname, w->name, rmetric, "x", v, st, sh, NULL, cfg_runs);
         }
     }
     net_fact(out, "threads", cfg_threads);

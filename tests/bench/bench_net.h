@@ -1,11 +1,15 @@
 /*
  * bench_net.h - the network workloads' systems, as bench_net.c drives them.
  *
- * Two systems do the same work: qrpc (net_qrpc.c: the generated stubs of
- * netbench.qidl over the TCP transport) and bare (net_bare.c: plain
- * blocking sockets with TCP_NODELAY that carry only the payload bytes, the
- * physical limit qrpc is compared with).  Each lives in its own file so
- * that its loops are compiled on their own, as the codec systems are.
+ * Two systems do the same work in make bench: qrpc (net_qrpc.c: the
+ * generated stubs of netbench.qidl over the TCP transport) and bare
+ * (net_bare.c: plain blocking sockets with TCP_NODELAY that carry only the
+ * payload bytes, the physical limit qrpc is compared with).  make
+ * bench-peers adds two peers, in bench_net_peers only: rpcgen (net_rpcgen.c:
+ * ONC RPC from onc_netbench.x over libtirpc) and grpc (net_grpc.cc: gRPC C++
+ * from netbench.proto).  Each lives in its own file so that its loops are
+ * compiled on their own, as the codec systems are.  net_grpc.cc is C++,
+ * hence the C linkage below.
  *
  * The small call is add(i32, i32) -> i32: 8 bytes out, 4 back.  The bulk
  * call carries `size` bytes out and 4 back.  Every function below runs in
@@ -16,6 +20,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+#define NET_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define NET_NORETURN _Noreturn
+#endif
 
 #define NET_SMALL_REQ 8u        /* add's arguments: two i32 */
 #define NET_SMALL_REP 4u        /* add's result: one i32 */
@@ -32,7 +43,7 @@ typedef struct net_mixed_out {
 } net_mixed_out;
 
 typedef struct net_sys {
-    const char *system;         /* "qrpc", "bare" */
+    const char *system;         /* "qrpc", "bare", "rpcgen", "grpc" */
     /*
      * The server process: listens on 127.0.0.1:0, writes its address and
      * a newline to stdout, and serves until stdin reaches end of file
@@ -51,7 +62,10 @@ typedef struct net_sys {
      */
     void (*threads)(int nthreads, double warm, double seconds, uint64_t *calls,
                     double *elapsed);
-    /* The same with `window` small calls in flight on one connection. */
+    /*
+     * The same with `window` small calls in flight on one connection; NULL
+     * for a system that cannot have more than one (the workload skips it).
+     */
     void (*pipelined)(int window, double warm, double seconds, uint64_t *calls,
                       double *elapsed);
     /*
@@ -64,7 +78,8 @@ typedef struct net_sys {
      * n_idle small calls alone, then small calls back to back for
      * `seconds` (at most n_busy of them) while another thread streams calls
      * of bulk_size bytes back to back: on the same client and connection
-     * for qrpc, on a second connection for bare.  Latencies in us.
+     * for qrpc, on a second connection for bare.  Latencies in us.  NULL
+     * for the peers: the workload skips them.
      */
     void (*mixed)(int n_idle, double *idle_us, int n_busy, double *busy_us,
                   double seconds, size_t bulk_size, net_mixed_out *out);
@@ -72,6 +87,8 @@ typedef struct net_sys {
 
 extern const net_sys net_qrpc;
 extern const net_sys net_bare;
+extern const net_sys net_rpcgen;    /* bench_net_peers only */
+extern const net_sys net_grpc;      /* bench_net_peers only */
 
 /*
  * The in-process workload: qrpc's add on a node that serves it itself
@@ -85,6 +102,37 @@ uint64_t net_local_direct(uint64_t n);
 
 /* Reports a failure and exits (the driver's atexit handler stops the
  * servers): a benchmark of a broken system is void. */
-_Noreturn void net_fail(const char *system, const char *what, const char *detail);
+NET_NORETURN void net_fail(const char *system, const char *what, const char *detail);
+
+/* Sleeps s seconds (restarted after signals). */
+void net_sleep(double s);
+
+/* A blocking socket listening on 127.0.0.1 on a free port, which *port
+ * receives; fails the benchmark (net_fail) if there is none. */
+int net_listen_loopback(const char *system, unsigned *port);
+
+/*
+ * The threads workload as every system runs it: nthreads threads, thread
+ * i calling call(conn[i], k) back to back (k = 0, 1, ...), where conn[i]
+ * is open() (called here, before the threads start; NULL open: conn[i]
+ * NULL) and is handed to close() (if not NULL) once the threads are
+ * joined.  The calls completed during `seconds` after `warm` seconds of
+ * warm-up, and the exact time they were counted over.
+ */
+typedef struct net_caller {
+    void *(*open)(void);
+    void (*call)(void *conn, int32_t k);
+    void (*close)(void *conn);
+} net_caller;
+
+void net_run_threads(const char *system, const net_caller *nc, int nthreads, double warm,
+                     double seconds, uint64_t *calls, double *elapsed);
+/* The latency workload: n calls call(conn, i), one at a time; us[i] is
+ * call i's round trip in us. */
+void net_run_latency(void (*call)(void *conn, int32_t k), void *conn, int n, double *us);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -173,24 +173,14 @@ static void *bare_accept_main(void *arg)
 
 static int bare_serve(void)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
     pthread_t t;
     char c;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    unsigned port;
+    int lfd = net_listen_loopback("bare", &port);
 
-    if (lfd < 0)
-        bare_fail("socket");
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = 0;
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 128) != 0 ||
-        getsockname(lfd, (struct sockaddr *)&sa, &len) != 0)
-        bare_fail("listen");
     if (pthread_create(&t, NULL, bare_accept_main, (void *)(intptr_t)lfd) != 0)
         net_fail("bare", "server", "cannot start the accept thread");
-    printf("127.0.0.1:%u\n", (unsigned)ntohs(sa.sin_port));
+    printf("127.0.0.1:%u\n", port);
     fflush(stdout);
     /* Until the driver goes away (or closes our stdin). */
     while (read(0, &c, 1) > 0 || errno == EINTR)
@@ -257,96 +247,38 @@ static void bare_add(int fd, int32_t a, int32_t b)
         net_fail("bare", "add", "wrong sum");
 }
 
+/* ---- latency, and threads: one connection and one call in flight per thread ------------- */
+
+static void *bare_thread_open(void)
+{
+    return (void *)(intptr_t)bare_connect(NET_SMALL_REQ);
+}
+
+static void bare_thread_call(void *conn, int32_t k)
+{
+    bare_add((int)(intptr_t)conn, k, 1);
+}
+
+static void bare_thread_close(void *conn)
+{
+    close((int)(intptr_t)conn);
+}
+
+static const net_caller bare_caller = { bare_thread_open, bare_thread_call,
+                                        bare_thread_close };
+
 static void bare_latency(int n, double *us)
 {
-    int i;
-
-    for (i = 0; i < n; i++) {
-        double t0 = bench_now();
-
-        bare_add(bare_small, i, 1);
-        us[i] = (bench_now() - t0) * 1e6;
-    }
-}
-
-/* ---- threads: one connection and one call in flight per thread ------------- */
-
-typedef struct bare_worker {
-    pthread_t thread;
-    int fd;
-    atomic_uint_least64_t calls;
-    char pad[64];
-} bare_worker;
-
-static atomic_bool bare_stop;
-static pthread_barrier_t bare_barrier;
-
-static void *bare_worker_main(void *arg)
-{
-    bare_worker *w = arg;
-    int32_t i = 0;
-
-    pthread_barrier_wait(&bare_barrier);
-    while (!atomic_load_explicit(&bare_stop, memory_order_relaxed)) {
-        bare_add(w->fd, i++, 1);
-        atomic_fetch_add_explicit(&w->calls, 1, memory_order_relaxed);
-    }
-    return NULL;
-}
-
-static void bare_sleep(double s)
-{
-    struct timespec ts;
-
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static uint64_t bare_sum_calls(bare_worker *w, int n)
-{
-    uint64_t s = 0;
-    int i;
-
-    for (i = 0; i < n; i++)
-        s += atomic_load_explicit(&w[i].calls, memory_order_relaxed);
-    return s;
+    net_run_latency(bare_thread_call, (void *)(intptr_t)bare_small, n, us);
 }
 
 static void bare_threads(int nthreads, double warm, double seconds, uint64_t *calls,
                          double *elapsed)
 {
-    bare_worker *w = calloc((size_t)nthreads, sizeof *w);
-    uint64_t c0;
-    double t0;
-    int i;
-
-    if (w == NULL)
-        net_fail("bare", "threads", "out of memory");
-    atomic_store(&bare_stop, false);
-    pthread_barrier_init(&bare_barrier, NULL, (unsigned)nthreads + 1);
-    for (i = 0; i < nthreads; i++) {
-        w[i].fd = bare_connect(NET_SMALL_REQ);
-        atomic_init(&w[i].calls, 0);
-        if (pthread_create(&w[i].thread, NULL, bare_worker_main, &w[i]) != 0)
-            net_fail("bare", "threads", "cannot start a thread");
-    }
-    pthread_barrier_wait(&bare_barrier);
-    bare_sleep(warm);
-    c0 = bare_sum_calls(w, nthreads);
-    t0 = bench_now();
-    bare_sleep(seconds);
-    *calls = bare_sum_calls(w, nthreads) - c0;
-    *elapsed = bench_now() - t0;
-    atomic_store(&bare_stop, true);
-    for (i = 0; i < nthreads; i++) {
-        pthread_join(w[i].thread, NULL);
-        close(w[i].fd);
-    }
-    pthread_barrier_destroy(&bare_barrier);
-    free(w);
+    net_run_threads("bare", &bare_caller, nthreads, warm, seconds, calls, elapsed);
 }
+
+static atomic_bool bare_stop;   /* the pipelined and mixed workloads' */
 
 /* ---- pipelined: a writer and a reader thread on one connection ------------- */
 
@@ -461,10 +393,10 @@ static void bare_pipelined(int window, double warm, double seconds, uint64_t *ca
     if (pthread_create(&wt, NULL, bare_pipe_writer, &p) != 0 ||
         pthread_create(&rt, NULL, bare_pipe_reader, &p) != 0)
         net_fail("bare", "pipelined", "cannot start a thread");
-    bare_sleep(warm);
+    net_sleep(warm);
     c0 = atomic_load(&p.received);
     t0 = bench_now();
-    bare_sleep(seconds);
+    net_sleep(seconds);
     *calls = atomic_load(&p.received) - c0;
     *elapsed = bench_now() - t0;
     atomic_store(&bare_stop, true);
@@ -570,7 +502,7 @@ static void bare_mixed(int n_idle, double *idle_us, int n_busy, double *busy_us,
         net_fail("bare", "mixed", "cannot start a thread");
     while (!atomic_load(&s.started))
         sched_yield();
-    bare_sleep(0.005);                  /* the stream is flowing */
+    net_sleep(0.005);                  /* the stream is flowing */
     c0 = atomic_load(&s.calls);
     start = bench_now();
     for (i = 0; i < n_busy; i++) {

@@ -122,98 +122,34 @@ static void qrpc_add(int32_t a, int32_t b)
         net_fail("qrpc", "add", "wrong sum");
 }
 
+/* ---- latency, and threads: one sync call in flight per thread ---------------------------------- */
+
+static void qrpc_thread_call(void *conn, int32_t k)
+{
+    (void)conn;                 /* every thread shares the one client */
+    qrpc_add(k, 1);
+}
+
+static const net_caller qrpc_caller = { NULL, qrpc_thread_call, NULL };
+
 static void qrpc_latency(int n, double *us)
 {
-    int i;
-
-    for (i = 0; i < n; i++) {
-        double t0 = bench_now();
-
-        qrpc_add(i, 1);
-        us[i] = (bench_now() - t0) * 1e6;
-    }
-}
-
-static void qrpc_sleep(double s)
-{
-    struct timespec ts;
-
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* ---- threads: one sync call in flight per thread ---------------------------------- */
-
-typedef struct qrpc_worker {
-    pthread_t thread;
-    atomic_uint_least64_t calls;
-    char pad[64];
-} qrpc_worker;
-
-static atomic_bool qrpc_stop;
-static pthread_barrier_t qrpc_barrier;
-
-static void *qrpc_worker_main(void *arg)
-{
-    qrpc_worker *w = arg;
-    int32_t i = 0;
-
-    pthread_barrier_wait(&qrpc_barrier);
-    while (!atomic_load_explicit(&qrpc_stop, memory_order_relaxed)) {
-        qrpc_add(i++, 1);
-        atomic_fetch_add_explicit(&w->calls, 1, memory_order_relaxed);
-    }
-    return NULL;
-}
-
-static uint64_t qrpc_sum_calls(qrpc_worker *w, int n)
-{
-    uint64_t s = 0;
-    int i;
-
-    for (i = 0; i < n; i++)
-        s += atomic_load_explicit(&w[i].calls, memory_order_relaxed);
-    return s;
+    net_run_latency(qrpc_thread_call, NULL, n, us);
 }
 
 static void qrpc_threads(int nthreads, double warm, double seconds, uint64_t *calls,
                          double *elapsed)
 {
-    qrpc_worker *w = calloc((size_t)nthreads, sizeof *w);
-    uint64_t c0;
-    double t0;
-    int i;
-
-    if (w == NULL)
-        net_fail("qrpc", "threads", "out of memory");
-    atomic_store(&qrpc_stop, false);
-    pthread_barrier_init(&qrpc_barrier, NULL, (unsigned)nthreads + 1);
-    for (i = 0; i < nthreads; i++) {
-        atomic_init(&w[i].calls, 0);
-        if (pthread_create(&w[i].thread, NULL, qrpc_worker_main, &w[i]) != 0)
-            net_fail("qrpc", "threads", "cannot start a thread");
-    }
-    pthread_barrier_wait(&qrpc_barrier);
-    qrpc_sleep(warm);
-    c0 = qrpc_sum_calls(w, nthreads);
-    t0 = bench_now();
-    qrpc_sleep(seconds);
-    *calls = qrpc_sum_calls(w, nthreads) - c0;
-    *elapsed = bench_now() - t0;
-    atomic_store(&qrpc_stop, true);
-    for (i = 0; i < nthreads; i++)
-        pthread_join(w[i].thread, NULL);
-    pthread_barrier_destroy(&qrpc_barrier);
-    free(w);
+    net_run_threads("qrpc", &qrpc_caller, nthreads, warm, seconds, calls, elapsed);
 }
+
+static atomic_bool qrpc_stop;   /* the pipelined and mixed workloads' */
 
 /* ---- pipelined: async calls, a window of them in flight ----------------------------- */
 
 /*
  * An issuing thread keeps up to `window` calls in flight; completions run
- * on the client node's I/O thread.  When the window is full the issuer
+ * on the client node's loop threads.  When the window is full the issuer
  * sleeps until half of it has completed (a wake-up per completion would
  * measure the scheduler, not qrpc).
  */
@@ -286,10 +222,10 @@ static void qrpc_pipelined(int window, double warm, double seconds, uint64_t *ca
     atomic_store(&qrpc_stop, false);
     if (pthread_create(&t, NULL, qrpc_pipe_issuer, p) != 0)
         net_fail("qrpc", "pipelined", "cannot start a thread");
-    qrpc_sleep(warm);
+    net_sleep(warm);
     c0 = atomic_load(&p->completed);
     t0 = bench_now();
-    qrpc_sleep(seconds);
+    net_sleep(seconds);
     *calls = atomic_load(&p->completed) - c0;
     *elapsed = bench_now() - t0;
     atomic_store(&qrpc_stop, true);
@@ -302,7 +238,7 @@ static void qrpc_pipelined(int window, double warm, double seconds, uint64_t *ca
     while (atomic_load(&p->inflight) != 0) {
         if (bench_now() > deadline)
             net_fail("qrpc", "pipelined", "calls still in flight after 60 s");
-        qrpc_sleep(0.001);
+        net_sleep(0.001);
     }
     if (atomic_load(&p->failed) != 0)
         net_fail("qrpc", "pipelined", "calls failed or returned a wrong sum");
@@ -396,7 +332,7 @@ static void qrpc_mixed(int n_idle, double *idle_us, int n_busy, double *busy_us,
         net_fail("qrpc", "mixed", "cannot start a thread");
     while (!atomic_load(&s.started))
         sched_yield();
-    qrpc_sleep(0.005);                  /* the stream is flowing */
+    net_sleep(0.005);                  /* the stream is flowing */
     c0 = atomic_load(&s.calls);
     start = bench_now();
     for (i = 0; i < n_busy; i++) {

@@ -2,8 +2,11 @@
 # bench_util.c writes them) into report.md, a Markdown report with the
 # ratios against the targets.  Reads only what bench_util.c writes: flat
 # objects whose strings hold no quotes or commas; it is no JSON parser.
-# Variables: date, host, rev, pinned, big (set by run.sh).  The network
-# workloads' section (bench_net.c) follows the compile one.
+# Variables: date, host, rev, pinned, big, and, when the network driver
+# was bench_net_peers, grpc_version and tirpc_version (set by run.sh).  The
+# network workloads' section (bench_net.c) follows the compile one; it has
+# a column per system that ran (qrpc and bare; with make bench-peers also
+# rpcgen and grpc) and each one's ratio to bare.
 
 function jget(line, key,    s, k) {
     k = "\"" key "\":"
@@ -30,7 +33,8 @@ function grouped(x,    s, out) {
     return s out
 }
 
-function ratio(x) { return sprintf("%.2fx", x) }
+# Two decimals, or three significant digits below 0.1 (0.00350x, not 0.00x).
+function ratio(x) { return x > 0 && x < 0.1 ? sprintf("%.3gx", x) : sprintf("%.2fx", x) }
 
 # A figure of any size, to three or so significant digits.
 function num(x) {
@@ -58,22 +62,26 @@ function rspread(k) {
     return ratio(val[k]) " [" ratio(lo[k]) ", " ratio(hi[k]) "]"
 }
 
-# The worst steal and CPU share of the figures of keys a and b.
-function disturbance(a, b,    st, sh) {
+# The worst steal and CPU share of the figures of keys, a list joined by "|".
+function disturbance_of(keys,    ks, n, i, k, st, sh) {
     st = -1
     sh = 101
-    if (a in seen) {
-        st = steal[a]
-        if (share[a] != "null")
-            sh = share[a] + 0
-    }
-    if (b in seen) {
-        if (steal[b] > st)
-            st = steal[b]
-        if (share[b] != "null" && share[b] + 0 < sh)
-            sh = share[b] + 0
+    n = split(keys, ks, "|")
+    for (i = 1; i <= n; i++) {
+        k = ks[i]
+        if (!(k in seen))
+            continue
+        if (steal[k] > st)
+            st = steal[k]
+        if (share[k] != "null" && share[k] + 0 < sh)
+            sh = share[k] + 0
     }
     return (st < 0 ? "-" : sprintf("%.1f", st)) " | " (sh > 100 ? "-" : sprintf("%.0f", sh))
+}
+
+# The same for the figures of keys a and b.
+function disturbance(a, b) {
+    return disturbance_of(a "|" b)
 }
 
 function net_fact(m,    k) {
@@ -81,18 +89,45 @@ function net_fact(m,    k) {
     return (k in seen) ? val[k] : ""
 }
 
-# One throughput row: qrpc, bare, their ratio; goal > 0 checks qrpc's median.
-function net_tput(wl, metric, label, target, goal,    q, b, r, verdict) {
-    q = "qrpc" SUBSEP wl SUBSEP metric
-    b = "bare" SUBSEP wl SUBSEP metric
-    r = "qrpc/bare" SUBSEP wl SUBSEP "ratio:" metric
-    if (!(q in seen) && !(b in seen))
+# A system's figure in a throughput row: "n/a" when the system ran but
+# cannot do this workload (rpcgen's pipelined: bench_net wrote nothing).
+function net_cell(sys, wl, metric,    k) {
+    k = sys SUBSEP wl SUBSEP metric
+    if (!(k in seen) && net_sys[sys])
+        return "n/a"
+    return spread(k)
+}
+
+# One throughput row: every system, then each one's ratio to bare; goal > 0
+# checks qrpc's median.
+function net_tput(wl, metric, label, target, goal,    i, k, any, keys, cells, rcells, verdict) {
+    any = 0
+    keys = ""
+    cells = ""
+    rcells = ""
+    for (i = 1; i <= net_nsys; i++) {
+        k = net_order[i] SUBSEP wl SUBSEP metric
+        if (k in seen)
+            any = 1
+        keys = keys "|" k
+        cells = cells " | " net_cell(net_order[i], wl, metric)
+    }
+    if (!any)
         return
+    for (i = 1; i <= net_nsys; i++)
+        if (net_order[i] != "bare") {
+            k = net_order[i] "/bare" SUBSEP wl SUBSEP "ratio:" metric
+            if (net_cell(net_order[i], wl, metric) == "n/a")
+                rcells = rcells " | n/a"
+            else
+                rcells = rcells " | " rspread(k)
+        }
     verdict = "-"
-    if (goal > 0 && (q in seen))
-        verdict = val[q] >= goal ? "met" : "**NOT met**"
-    printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, metric, spread(q),
-        spread(b), rspread(r), target, verdict, disturbance(q, b)
+    k = "qrpc" SUBSEP wl SUBSEP metric
+    if (goal > 0 && (k in seen))
+        verdict = val[k] >= goal ? "met" : "**NOT met**"
+    printf "| %s | %s%s%s | %s | %s | %s |\n", label, metric, cells, rcells, target, verdict,
+        disturbance_of(substr(keys, 2))
 }
 
 function net_lat_row(sys, wl,    k) {
@@ -114,12 +149,25 @@ function net_mixed_row(sys,    p) {
         disturbance(p "p99_busy", p "p99_busy")
 }
 
-function net_report(    k, q, d, verdict) {
-    if (!(("qrpc" SUBSEP "net-latency" SUBSEP "p50") in seen) &&
-        !(("qrpc" SUBSEP "net-local" SUBSEP "ns/call") in seen))
+# The systems of the network workloads that have figures, in column order.
+function net_systems(    all, n, i) {
+    n = split("qrpc bare rpcgen grpc", all, " ")
+    net_nsys = 0
+    for (i = 1; i <= n; i++)
+        if (net_sys[all[i]])
+            net_order[++net_nsys] = all[i]
+    net_peers = net_sys["rpcgen"] || net_sys["grpc"]
+}
+
+function net_report(    i, k, q, d, verdict, head, rule) {
+    net_systems()
+    if (!net_nsys && !(("direct" SUBSEP "net-local" SUBSEP "ns/call") in seen))
         return
     print ""
-    print "### network: qrpc over TCP against bare sockets"
+    if (net_peers)
+        print "### network: qrpc over TCP against bare sockets, ONC RPC (rpcgen) and gRPC"
+    else
+        print "### network: qrpc over TCP against bare sockets"
     print ""
     printf "127.0.0.1 only.  Server processes pinned to CPU %s, the client to CPU %s.  ",
         net_fact("server_cpu"), net_fact("client_cpu")
@@ -130,27 +178,56 @@ function net_report(    k, q, d, verdict) {
     print "blocking sockets with TCP_NODELAY carrying only the payload (8-byte add"
     print "request, 4-byte reply; bulk messages acknowledged by 4 bytes), one server"
     print "thread per connection: the physical limit.  Every figure is the median"
-    print "[min, max] over the runs; ratios are qrpc/bare, taken within each round;"
-    print "steal and CPU share are the worst of the figures in the row, measured on"
-    print "both pinned CPUs (CPU share: the part of those CPUs' busy time that the"
-    print "client and server processes got)."
+    print "[min, max] over the runs; ratios are each system's figure over bare's,"
+    print "taken within each round; steal and CPU share are the worst of the figures"
+    print "in the row, measured on both pinned CPUs (CPU share: the part of those"
+    print "CPUs' busy time that the client and server processes got)."
     print ""
+    if (net_peers) {
+        print "The peers ran in the same rounds, each round's order of the systems"
+        print "rotating.  rpcgen: ONC RPC as `rpcgen -M` generates it from"
+        printf "tests/bench/onc_netbench.x, over libtirpc%s's TCP transport without\n",
+            (tirpc_version != "" ? " " tirpc_version : "")
+        print "rpcbind (the client is handed the port); record buffers of 256 KiB, the"
+        print "most libtirpc allows (longer messages go as several record fragments);"
+        print "one server thread serving every connection, as libtirpc's svc loop does;"
+        print "one CLIENT, hence one connection, per calling thread.  grpc: gRPC C++"
+        printf "%swith the code protoc generates from tests/bench/netbench.proto, a\n",
+            (grpc_version != "" ? grpc_version " " : "")
+        print "callback-API server and one client channel (one HTTP/2 connection) that"
+        print "every calling thread shares; message limits raised to 128 MiB on both"
+        print "sides; add's fields are fixed32, so its payload is that of the others."
+        print ""
+    }
     printf "#### latency: one caller, one add in flight, %s calls per run (us)\n",
         grouped(net_fact("latency_calls"))
     print ""
     print "| system | p50 | p99 | p99.9 | calls/run | runs | steal % | CPU share % |"
     print "|---|---:|---:|---:|---:|---:|---:|---:|"
-    net_lat_row("qrpc", "net-latency")
-    net_lat_row("bare", "net-latency")
-    k = "qrpc/bare" SUBSEP "net-latency" SUBSEP
-    if ((k "ratio:p50") in seen)
-        printf "| qrpc/bare | %s | %s | %s | | | | |\n", rspread(k "ratio:p50"),
-            rspread(k "ratio:p99"), rspread(k "ratio:p99.9")
+    for (i = 1; i <= net_nsys; i++)
+        net_lat_row(net_order[i], "net-latency")
+    for (i = 1; i <= net_nsys; i++) {
+        k = net_order[i] "/bare" SUBSEP "net-latency" SUBSEP
+        if ((k "ratio:p50") in seen)
+            printf "| %s/bare | %s | %s | %s | | | | |\n", net_order[i],
+                rspread(k "ratio:p50"), rspread(k "ratio:p99"), rspread(k "ratio:p99.9")
+    }
     print ""
     print "#### throughput"
     print ""
-    print "| workload | unit | qrpc | bare | qrpc/bare | target | | steal % | CPU share % |"
-    print "|---|---|---:|---:|---:|---|---|---:|---:|"
+    head = "| workload | unit"
+    rule = "|---|---"
+    for (i = 1; i <= net_nsys; i++) {
+        head = head " | " net_order[i]
+        rule = rule "|---:"
+    }
+    for (i = 1; i <= net_nsys; i++)
+        if (net_order[i] != "bare") {
+            head = head " | " net_order[i] "/bare"
+            rule = rule "|---:"
+        }
+    print head " | target | | steal % | CPU share % |"
+    print rule "|---|---|---:|---:|"
     net_tput("net-threads", "calls/s", sprintf("threads: %d callers, one sync add each",
         net_fact("threads")), "", 0)
     net_tput("net-pipelined", "calls/s", sprintf("pipelined: %d adds in flight, one connection",
@@ -161,9 +238,22 @@ function net_report(    k, q, d, verdict) {
     print "threads: qrpc's callers share one client and connection; bare has one"
     print "connection per thread.  pipelined: qrpc's async stubs, an issuing thread"
     print "that refills the window when half of it has completed, completions on the"
-    print "client node's I/O thread; bare: a writer thread sending every request the"
+    print "client node's loop threads; bare: a writer thread sending every request the"
     print "window allows in one write and a reader thread.  Payload GiB/s counts the"
     print "argument bytes only."
+    if (net_sys["rpcgen"]) {
+        print ""
+        print "rpcgen cannot pipeline (n/a above): `clnt_call` sends one call and"
+        print "waits for its reply, and a CLIENT may not be used by two threads at"
+        print "once, so one connection never has more than one call in flight; its"
+        print "threads figure uses a connection per thread instead."
+    }
+    if (net_sys["grpc"]) {
+        print ""
+        print "grpc's pipelined: the async stub on a CompletionQueue driven by the"
+        print "measuring thread, which starts a new call for each one that completes,"
+        print "so that the window stays full; its threads share one channel."
+    }
     print ""
     printf "#### mixed: add latency alone and while another thread streams 64 MiB calls (us, %s s under transfer)\n",
         net_fact("mixed_seconds")
@@ -172,6 +262,10 @@ function net_report(    k, q, d, verdict) {
     print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     net_mixed_row("qrpc")
     net_mixed_row("bare")
+    if (net_peers) {
+        print ""
+        print "The peers do not run this workload."
+    }
     q = "qrpc" SUBSEP "net-mixed" SUBSEP "p99_busy/idle"
     if (q in seen) {
         print ""
@@ -214,6 +308,8 @@ function pct(s) { return s == "null" || s == "" ? "-" : sprintf("%.0f", s) }
         disturbed++
     iters[key] = jget($0, "iterations") + 0
     seen[key] = 1
+    if (jget($0, "workload") ~ /^net-/ && jget($0, "workload") != "net-config")
+        net_sys[jget($0, "system")] = 1
     m = jget($0, "metric")
     if (jget($0, "workload") == "compile" && m ~ /^lines:/ && m != "lines:total")
         outputs[++n_outputs] = m
