@@ -7,8 +7,10 @@
  * "host:port" that every client of that address shares.
  *
  * Client ids are drawn here too: a random 64-bit base per process
- * incarnation plus a counter, so that the at-most-once machinery to come
- * can key on them across restarts.
+ * incarnation plus a counter, so that the server's reply cache can key on
+ * them across restarts.  Every call reports its outcome to its client's
+ * acknowledgement watermark (acks.c) before its completion runs, so that
+ * the next request tells the server what it may forget.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -105,9 +107,13 @@ int qrpc_client_create(qrpc_node *n, const char *target,
     if (rc != 0)
         goto fail;
     qrpc__svc_key_init(&c->key, desc->name, strlen(desc->name), desc->version);
+    rc = qrpc__acks_init(&c->acks);
+    if (rc != 0) {
+        qrpc__mtab_free(&c->methods);
+        goto fail;
+    }
     c->node = n;
     c->id = client_id_new();
-    atomic_init(&c->next_seq, 0);
     atomic_init(&c->timeout_ms, 0);
     atomic_fetch_add(&n->refs, 1);
     *out = c;
@@ -126,6 +132,7 @@ void qrpc_client_destroy(qrpc_client *c)
         return;
     n = c->node;
     qrpc__mtab_free(&c->methods);
+    qrpc__acks_fini(&c->acks);
     free(c);
     qrpc__node_unref(n);
 }
@@ -149,6 +156,7 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
 {
     const qrpc__mslot *m;
     uint64_t timeout, now;
+    int rc;
 
     if (c == NULL)
         return QRPC_EINVAL;
@@ -164,7 +172,9 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
     call->method = method;
     call->flags = m->flags;
     call->client_id = c->id;
-    call->seq = atomic_fetch_add_explicit(&c->next_seq, 1, memory_order_relaxed) + 1;
+    rc = qrpc__acks_next(&c->acks, &call->seq, &call->acked);
+    if (rc != 0)
+        return rc;
     timeout *= 1000000u;
     now = qrpc__now_ns(c->node);
     call->deadline_ns = now > UINT64_MAX - timeout ? UINT64_MAX : now + timeout;
@@ -186,6 +196,8 @@ typedef struct client_sync {
     pthread_cond_t cond;
     int status;
     atomic_bool done;
+    qrpc_client *client;
+    uint64_t seq;
 } client_sync;
 
 static void client_sync_done(int status, qrpc_reader *results,
@@ -195,6 +207,7 @@ static void client_sync_done(int status, qrpc_reader *results,
 
     (void)results;              /* already in the caller's reply buffer */
     (void)fn;
+    qrpc__acks_done(&w->client->acks, w->seq);
     pthread_mutex_lock(&w->lock);
     w->status = status;
     atomic_store_explicit(&w->done, true, memory_order_release);
@@ -222,11 +235,14 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     if (call.flags & QRPC_METHOD_ONEWAY) {
         call.reply = NULL;
     } else if (reply == NULL) {
+        qrpc__acks_done(&c->acks, call.seq);    /* never started */
         rc = QRPC_EINVAL;
         goto out;
     } else {
         call.reply = reply;
     }
+    w.client = c;
+    w.seq = call.seq;
     w.status = QRPC_EUNKNOWN;
     atomic_init(&w.done, false);
     pthread_mutex_init(&w.lock, NULL);
@@ -235,6 +251,8 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     call.fn = NULL;
     call.arg = &w;
     rc = qrpc__fe_call(c->fe, &call);
+    if (rc != 0)
+        qrpc__acks_done(&c->acks, call.seq);    /* never started */
     if (rc == 0) {
         /* every FrontEnd completes a started call by its deadline */
         if (!qrpc__spin_wait(&w.done, qrpc__spin_ns(c->node))) {
@@ -257,10 +275,30 @@ out:
     return rc;
 }
 
+/* An asynchronous call's completion, which first reports its outcome. */
+typedef struct client_async {
+    qrpc_client *client;
+    uint64_t seq;
+    qrpc_done_fn done;
+    void (*fn)(void);
+    void *arg;
+} client_async;
+
+static void client_async_done(int status, qrpc_reader *results, void (*fn)(void), void *arg)
+{
+    client_async ca = *(client_async *)arg;
+
+    (void)fn;
+    free(arg);
+    qrpc__acks_done(&ca.client->acks, ca.seq);
+    ca.done(status, results, ca.fn, ca.arg);
+}
+
 int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
                     qrpc_done_fn done, void (*fn)(void), void *arg)
 {
     qrpc__call call;
+    client_async *ca = NULL;
     int rc;
 
     if (args == NULL)
@@ -268,10 +306,25 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
     rc = done != NULL ? client_call_init(c, method, args, &call) : QRPC_EINVAL;
     if (rc != 0)
         goto out;
-    call.done = done;
-    call.fn = fn;
-    call.arg = arg;
+    ca = malloc(sizeof *ca);
+    if (ca == NULL) {
+        qrpc__acks_done(&c->acks, call.seq);
+        rc = QRPC_ENOMEM;
+        goto out;
+    }
+    ca->client = c;
+    ca->seq = call.seq;
+    ca->done = done;
+    ca->fn = fn;
+    ca->arg = arg;
+    call.done = client_async_done;
+    call.fn = NULL;
+    call.arg = ca;
     rc = qrpc__fe_call(c->fe, &call);
+    if (rc != 0) {
+        qrpc__acks_done(&c->acks, call.seq);    /* never started */
+        free(ca);
+    }
 
 out:
     qrpc_buf_free(args);

@@ -790,6 +790,7 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     h.flags = call->flags;
     h.client_id = call->client_id;
     h.seq = call->seq;
+    h.acked = call->acked;
     left_ms = call->deadline_ns == UINT64_MAX ? 0
             : call->deadline_ns <= now ? 1 : (call->deadline_ns - now + 999999) / 1000000;
     h.deadline_ms = left_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)left_ms;

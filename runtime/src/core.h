@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "qrpc.h"
+#include "acks.h"
 #include "rcu.h"
 #include "transport.h"
 
@@ -293,7 +294,7 @@ struct qrpc_client {
     qrpc__svc_key key;
     qrpc__mtab methods;         /* the client's view: flags, known ids */
     uint64_t id;
-    atomic_uint_least64_t next_seq;     /* sequence numbers of its calls */
+    qrpc__acks acks;            /* sequence numbers of its calls, watermark */
     atomic_uint timeout_ms;     /* 0: the node's default */
 };
 

@@ -36,6 +36,7 @@ typedef struct qrpc__call {
     uint32_t flags;             /* the method's QRPC_METHOD_* */
     uint64_t client_id;
     uint64_t seq;               /* the client's sequence number of this call */
+    uint64_t acked;             /* the client's watermark when it was made */
     uint64_t deadline_ns;       /* absolute, on the node's clock */
     qrpc_buf *args;             /* the encoded arguments (see fe_call) */
     /*
