@@ -153,6 +153,7 @@ struct qrpc_node {
     struct qrpc__fe_entry *fes;
     /* the network side (net.h): NULL until needed */
     struct qrpc__io *io;
+    struct qrpc__dedup *dedup;  /* the reply cache of a serving node (dedup.h) */
     uint64_t incarnation;       /* random per node: tells a restarted peer apart */
     char address[QRPC__ADDR_MAX];   /* what it listens on, or "" */
     int spare_fd;               /* given up when out of descriptors (tcp.c) */

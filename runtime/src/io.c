@@ -274,6 +274,12 @@ static void io_tick(qrpc_node *n)
     for (i = 0; i < n_dead; i++)
         qrpc__conn_unref(dead[i]);
     free(snap);
+    if (n->dedup != NULL) {
+        uint64_t w = qrpc__dedup_expire(n->dedup, now);
+
+        if (w < next)
+            next = w;
+    }
     atomic_store(&io->ticking, false);
     qrpc__io_wake(n, next);
 }

@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "core.h"
+#include "dedup.h"
 #include "frame.h"
 
 #pragma GCC visibility push(hidden)
@@ -190,6 +191,9 @@ typedef struct qrpc__job {
 void qrpc__work_run(qrpc_node *n, qrpc__job *jobs);
 /* Answers a job that will not run QRPC_ECLOSED and frees it (the node stops). */
 void qrpc__work_refuse(qrpc__job *job);
+/* The reply cache's answer callback (dedup.h): waiter is the waiting job. */
+void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t *reply,
+                             size_t len);
 
 /* ---- logging ------------------------------------------------------------------ */
 

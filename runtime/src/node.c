@@ -23,6 +23,9 @@
 #define NODE_DEFAULT_TIMEOUT_MS   30000u
 #define NODE_DEFAULT_STALL_MS     30000u
 #define NODE_DEFAULT_SPIN_US      50
+#define NODE_DEFAULT_LEASE_MS     60000u
+#define NODE_DEDUP_CLIENTS        65536u
+#define NODE_DEDUP_WAITERS        4096u
 #define NODE_MAX_SPIN_US          100000
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
@@ -43,6 +46,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->max_frame = QRPC__FRAME_DEFAULT;
     cfg->stall_timeout_ms = NODE_DEFAULT_STALL_MS;
     cfg->spin_us = NODE_DEFAULT_SPIN_US;
+    cfg->lease_ms = NODE_DEFAULT_LEASE_MS;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -80,16 +84,38 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         out->stall_timeout_ms = in->stall_timeout_ms;
     if (in->spin_us != 0)
         out->spin_us = in->spin_us;
+    if (in->lease_ms != 0)
+        out->lease_ms = in->lease_ms;
     return 0;
 }
 
-/* Listening: the loop threads and the socket. */
+/*
+ * The reply cache: every client's unacknowledged calls, up to four times
+ * what one connection may have in flight, and replies up to twice the
+ * largest message (qrpc(3), LIMITS).
+ */
+static int node_dedup(qrpc_node *n)
+{
+    qrpc__dedup_limits lim;
+
+    lim.lease_ns = (uint64_t)n->cfg.lease_ms * 1000000u;
+    lim.max_clients = NODE_DEDUP_CLIENTS;
+    lim.max_entries = (size_t)n->cfg.max_inflight * 4;
+    lim.max_bytes = (size_t)n->cfg.max_message * 2;
+    lim.max_waiters = NODE_DEDUP_WAITERS;
+    n->dedup = qrpc__dedup_new(&lim, qrpc__work_dedup_answer, n);
+    return n->dedup != NULL ? 0 : QRPC_ENOMEM;
+}
+
+/* Listening: the reply cache, the loop threads and the socket. */
 static int node_listen(qrpc_node *n)
 {
     int rc;
 
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    rc = qrpc__io_start(n);
+    rc = node_dedup(n);
+    if (rc == 0)
+        rc = qrpc__io_start(n);
     if (rc == 0)
         rc = qrpc__tcp_listen(n);
     return rc;
@@ -138,6 +164,7 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
         rc = node_listen(n);
         if (rc != 0) {
             qrpc__io_stop(n);
+            qrpc__dedup_free(n->dedup);
             if (n->spare_fd >= 0)
                 close(n->spare_fd);
             pthread_mutex_destroy(&n->fe_lock);
@@ -183,9 +210,12 @@ void qrpc_node_destroy(qrpc_node *n)
      * Requests being run finish and are answered (the FrontEnds closed
      * above, a handler waiting for a call of its own has its answer:
      * QRPC_ECLOSED); then every connection closes, and calls still
-     * waiting on one complete with QRPC_ECLOSED.
+     * waiting on one complete with QRPC_ECLOSED.  Duplicates still waiting
+     * in the reply cache are answered QRPC_ECLOSED by its free.
      */
     qrpc__io_stop(n);
+    qrpc__dedup_free(n->dedup);
+    n->dedup = NULL;
     /*
      * Every dispatch that saw closed == 0 has returned after this; every
      * later one answers QRPC_ECLOSED without reading the table.

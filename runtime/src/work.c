@@ -31,12 +31,16 @@ typedef struct work_resp {
     qrpc__conn *conn;           /* the job's reference, moved here */
     uint32_t stream;
     uint32_t flags;
+    qrpc__dedup *dedup;         /* non-NULL: the reply cache's RUN ticket */
+    qrpc__dedup_ticket ticket;
 } work_resp;
 
 static void work_respond(void *ctx, int status, qrpc_buf *results)
 {
     work_resp *wr = ctx;
 
+    if (wr->dedup != NULL)
+        qrpc__dedup_done(wr->dedup, wr->ticket, status, results->data, results->len);
     qrpc__conn_job_done(wr->conn);
     if (wr->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(results);
@@ -45,11 +49,68 @@ static void work_respond(void *ctx, int status, qrpc_buf *results)
     qrpc__conn_unref(wr->conn);
 }
 
+/*
+ * The reply cache's answer to a duplicate that waited for the call it
+ * duplicates (the job, kept until now): the one result, on the
+ * duplicate's own connection and stream.
+ */
+void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t *reply,
+                             size_t len)
+{
+    qrpc__job *job = waiter;
+    qrpc_buf copy = { NULL, 0, 0 };
+
+    (void)arg;
+    if (status == 0 && len != 0 && qrpc_put_raw(&copy, reply, len) != 0)
+        status = QRPC_EBUSY;    /* out of memory: the caller may try again */
+    qrpc__conn_reply(job->conn, job->msg.stream, status, &copy, false);
+    work_free_job(job);
+}
+
+/*
+ * At-most-once: asks the reply cache whether the request runs.  False
+ * when it has been answered (or will be, for a duplicate that waits) and
+ * must not run; the job is then gone.
+ */
+static bool work_dedup(qrpc_node *n, qrpc__job *job, bool more, qrpc__dedup_ticket *ticket)
+{
+    const qrpc__reqhdr *h = &job->msg.req;
+    qrpc_buf cached = { NULL, 0, 0 };
+    uint64_t now = qrpc__now_ns(n);
+    int status = 0;
+
+    switch (qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, false, now, job,
+                              ticket, &status, &cached)) {
+    case QRPC__DEDUP_RUN:
+        /* the client's state is forgotten a lease after it falls silent */
+        qrpc__io_wake(n, now + (uint64_t)n->cfg.lease_ms * 1000000u);
+        return true;
+    case QRPC__DEDUP_WAIT:
+        qrpc__conn_job_done(job->conn);     /* qrpc__work_dedup_answer() has the job */
+        return false;
+    case QRPC__DEDUP_REPLY:
+        break;
+    case QRPC__DEDUP_STALE:
+        status = QRPC_ESTALE;
+        break;
+    case QRPC__DEDUP_UNKNOWN:
+        status = QRPC_EUNKNOWN;
+        break;
+    default:
+        status = QRPC_EBUSY;
+        break;
+    }
+    qrpc__conn_job_done(job->conn);
+    qrpc__conn_reply(job->conn, job->msg.stream, status, &cached, more);
+    work_free_job(job);
+    return false;
+}
+
 static void work_run(qrpc_node *n, qrpc__job *job, bool more)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf results = { NULL, 0, 0 };
-    work_resp wr = { job->conn, job->msg.stream, h->flags };
+    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
     qrpc__responder resp = { work_respond, &wr, sizeof wr };
     qrpc__svc_key key;
     qrpc__request req;
@@ -59,6 +120,12 @@ static void work_run(qrpc_node *n, qrpc__job *job, bool more)
         qrpc__conn_job_done(job->conn);
         work_free_job(job);     /* nobody to answer: the caller is told by its side */
         return;
+    }
+    /* idempotent calls may run twice, oneway ones are never repeated */
+    if (n->dedup != NULL && !(h->flags & (QRPC_METHOD_IDEMPOTENT | QRPC_METHOD_ONEWAY))) {
+        if (!work_dedup(n, job, more, &wr.ticket))
+            return;
+        wr.dedup = n->dedup;
     }
     qrpc__svc_key_init(&key, h->name, h->name_len, h->version);
     req.svc = &key;
@@ -76,6 +143,8 @@ static void work_run(qrpc_node *n, qrpc__job *job, bool more)
         free(job);
         return;
     }
+    if (wr.dedup != NULL)
+        qrpc__dedup_done(wr.dedup, wr.ticket, status, results.data, results.len);
     qrpc__conn_job_done(job->conn);
     if (h->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(&results);

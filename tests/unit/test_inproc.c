@@ -1078,6 +1078,7 @@ START_TEST(test_config)
     ck_assert_uint_eq(cfg.timeout_ms, 30000);
     ck_assert_uint_eq(cfg.max_depth, 64);
     ck_assert_int_eq(cfg.spin_us, 50);
+    ck_assert_uint_eq(cfg.lease_ms, 60000);
     ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
     qrpc_node_destroy(n);
 
@@ -1092,6 +1093,7 @@ START_TEST(test_config)
     cfg.max_depth = 1024;
     cfg.timeout_ms = UINT32_MAX;
     cfg.spin_us = 100000;
+    cfg.lease_ms = UINT32_MAX;
     ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
     qrpc_node_destroy(n);
     cfg.spin_us = -1;                       /* never spin */

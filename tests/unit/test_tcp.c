@@ -18,6 +18,7 @@
  *                  KF_SLEEP + ms: sleeps ms (events "SLEEP", "SLEPT");
  *                  1000 < n < KF_SLEEP: returns -5 (QRPC_EINTERNAL);
  *                  otherwise n squares, a hash of n and a leaf for n > 0
+ *   fill(KF_PINGS) values = { the number of times ping() ran }
  *   notify(w, l)   event "NOTIFY w label client-id"
  *   digest(...)    kd_digest() of every byte of its arguments
  *   classify       no handler (QRPC_ENOMETHOD)
@@ -37,6 +38,7 @@
 
 #define KF_SLEEP   1000000      /* fill(KF_SLEEP + ms) sleeps ms */
 #define KF_BLOCK   2000000      /* fill(KF_BLOCK) blocks until the server stops */
+#define KF_PINGS   3000000      /* fill(KF_PINGS) tells how many pings ran */
 #define KS_APP_ERR 42
 #define KS_RELEASED 77
 #define ADD_SLEEP_MAX 5000000   /* add(a, b) sleeps a us when 0 < a <= this */
@@ -106,6 +108,7 @@ typedef struct ksrv {
     qrpc_node *node;
     int ev_fd;
     int log_fd;
+    atomic_int pings;           /* times ping() ran */
 } ksrv;
 
 static ksrv K;
@@ -217,6 +220,14 @@ static int ks_fill(qrpc_ctx *ctx, int32_t n, kitchen_i32_list *values, kitchen_H
         return KS_APP_ERR;
     if (n == KF_BLOCK)
         return ksrv_block();
+    if (n == KF_PINGS) {
+        values->items = malloc(sizeof *values->items);
+        if (values->items == NULL)
+            return 99;
+        values->items[0] = (int32_t)atomic_load(&K.pings);
+        values->len = 1;
+        return 0;
+    }
     if (n >= KF_SLEEP && n < KF_SLEEP + 600000) {
         ksrv_event("SLEEP %d", n - KF_SLEEP);
         ksrv_sleep_us((uint64_t)(n - KF_SLEEP) * 1000u);
@@ -276,6 +287,7 @@ static int ks_grow(qrpc_ctx *ctx, const kitchen_Tree *t, uint32_t depth, kitchen
 static int ks_ping(qrpc_ctx *ctx)
 {
     (void)ctx;
+    atomic_fetch_add(&K.pings, 1);
     return 0;
 }
 
@@ -1724,6 +1736,107 @@ static int32_t raw_expect_add_reply(int fd, uint32_t stream)
     return (int32_t)get_le32(h + 24);
 }
 
+/* A REQUEST for ping() (no arguments, not idempotent) from client, seq, acked. */
+static size_t fr_ping(uint8_t *p, uint32_t stream, uint64_t client, uint64_t seq,
+                      uint64_t acked)
+{
+    size_t n = fr_request(p, stream, F_END, 0, kitchen_Kitchen_ping_ID, NULL, 0);
+
+    le64(p + 16 + 16, client);
+    le64(p + 16 + 24, seq);
+    le64(p + 16 + 32, acked);
+    return n;
+}
+
+/* Reads one REPLY with an empty body for stream and returns its status. */
+static int32_t raw_expect_empty_reply(int fd, uint32_t stream)
+{
+    uint8_t h[16 + 8];
+
+    ck_assert_msg(raw_recv(fd, h, sizeof h, 5000), "no reply on stream %u", stream);
+    ck_assert_uint_eq(h[3], F_REPLY);
+    ck_assert_uint_eq(get_le32(h + 8), stream);
+    ck_assert_uint_eq(get_le32(h + 12), 8);
+    ck_assert_uint_eq(get_le32(h + 16), 0);            /* body length */
+    return (int32_t)get_le32(h + 20);
+}
+
+static int32_t server_pings(qrpc_client *k)
+{
+    kitchen_i32_list values = { NULL, 0 };
+    kitchen_Hash h;
+    kitchen_Leaf *leaf = NULL;
+    int32_t n;
+
+    ck_assert_int_eq(kitchen_Kitchen_fill(k, KF_PINGS, &values, &h, &leaf), 0);
+    ck_assert_uint_eq(values.len, 1);
+    n = values.items[0];
+    kitchen_i32_list_free(&values);
+    return n;
+}
+
+/*
+ * At most once, by hand: a request sent twice runs once (the second gets
+ * the cached reply); once the client acknowledges it, a copy is stale and
+ * runs no more; another client's numbers are its own; idempotent calls
+ * are not remembered.
+ */
+START_TEST(tcp_raw_at_most_once)
+{
+    tsrv s;
+    tcli c;
+    uint8_t buf[256], args[8];
+    size_t n;
+    int fd;
+
+    tsrv_start(&s, NULL);
+    tcli_open(&c, s.addr);
+    fd = raw_connect(s.port);
+    raw_expect_hello(fd);
+    n = fr_hello(buf);
+    ck_assert(raw_send(fd, buf, n));
+
+    n = fr_ping(buf, 1, 0x77, 1, 0);
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_empty_reply(fd, 1), 0);
+    ck_assert_int_eq(server_pings(c.k), 1);
+    /* the same call again, on another stream: answered, not run */
+    n = fr_ping(buf, 2, 0x77, 1, 0);
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_empty_reply(fd, 2), 0);
+    ck_assert_int_eq(server_pings(c.k), 1);
+    /* the next call acknowledges the first */
+    n = fr_ping(buf, 3, 0x77, 2, 1);
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_empty_reply(fd, 3), 0);
+    ck_assert_int_eq(server_pings(c.k), 2);
+    /* so a late copy of the first is stale: never run */
+    n = fr_ping(buf, 4, 0x77, 1, 1);
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_empty_reply(fd, 4), QRPC_ESTALE);
+    ck_assert_int_eq(server_pings(c.k), 2);
+    /* another client's seq 1 is a call of its own */
+    n = fr_ping(buf, 5, 0x78, 1, 0);
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_empty_reply(fd, 5), 0);
+    ck_assert_int_eq(server_pings(c.k), 3);
+    /* an idempotent call sent twice is answered twice (it is not remembered) */
+    add_args(args, -20, 62);
+    n = fr_request(buf, 6, F_END, 8, kitchen_Kitchen_add_ID, args, 8);
+    le64(buf + 16 + 24, 9);                             /* seq 9 of client 0x42 */
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_add_reply(fd, 6), 42);
+    n = fr_request(buf, 7, F_END, 8, kitchen_Kitchen_add_ID, args, 8);
+    le64(buf + 16 + 24, 9);
+    ck_assert(raw_send(fd, buf, n));
+    ck_assert_int_eq(raw_expect_add_reply(fd, 7), 42);
+    close(fd);
+    tcli_close(&c);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
 START_TEST(tcp_raw_valid)
 {
     tsrv s;
@@ -2799,6 +2912,7 @@ int main(int argc, char **argv)
     tc = tcase_create("wire");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tcp_raw_valid);
+    tcase_add_test(tc, tcp_raw_at_most_once);
     tcase_add_loop_test(tc, tcp_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, tcp_hostile_all_at_once);
     tcase_add_test(tc, tcp_hostile_truncated);
