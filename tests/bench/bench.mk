@@ -8,7 +8,8 @@
 # compile (qrpcgen on a generated 1000-struct, 1000-method file,
 # bench_compile.c) and the network workloads (qrpc over TCP vs bare sockets
 # carrying the same payload, bench_net.c: latency, threads, pipelined,
-# bulk 1 MiB and 64 MiB, mixed, in-process).  BENCH_RUNS (default 5, at
+# dedup (qrpc's at-most-once add against its idempotent twin), bulk 1 MiB
+# and 64 MiB, mixed, in-process).  BENCH_RUNS (default 5, at
 # least 3) and BENCH_SECONDS (per codec measurement, default 0.5) trade time
 # for precision; for the network workloads BENCH_NET_SECONDS (per throughput
 # measurement, default 0.5), BENCH_NET_CALLS (latency calls per run, default

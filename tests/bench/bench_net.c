@@ -11,12 +11,18 @@
  *
  * Workloads (each for every system, in the same run; a system whose
  * net_sys has no function for a workload sits it out, and nothing is
- * written for it: rpcgen has no pipelined, the peers no mixed):
+ * written for it: rpcgen has no pipelined, the peers no mixed, only qrpc
+ * has dedup):
  *   net-latency     one caller, one add in flight: p50, p99, p99.9 (us) of
  *                   BENCH_NET_CALLS calls, from every sample of the run
  *   net-threads     BENCH_NET_THREADS callers with one add each: calls/s
  *   net-pipelined   BENCH_NET_WINDOW adds in flight on one connection
  *                   (qrpc: the async stubs): calls/s
+ *   net-dedup       qrpc only: net-pipelined's calls/s and net-latency's p50
+ *                   (of BENCH_NET_CALLS / 2 calls) of add (at-most-once:
+ *                   the server's reply cache) and of add_idem (idempotent:
+ *                   no cache), interleaved, and the two ratios
+ *                   at-most-once/idempotent
  *   net-bulk-1MiB   1 MiB out, 4 bytes back, one in flight: GiB/s of payload
  *   net-bulk-64MiB  the same with 64 MiB
  *   net-mixed       add latency alone and while another thread streams
@@ -480,6 +486,7 @@ static void net_load_diff(const net_load *a, const net_load *b, int n, double *s
 typedef struct net_meas {
     double v[NET_MAX_METRICS];
     uint64_t iters;
+    uint64_t iters_of[NET_MAX_METRICS];     /* metric i's, where not 0; else iters */
     double steal, share;
 } net_meas;
 
@@ -522,13 +529,19 @@ static double net_pct(double *v, int n, double q)
     return v[k];
 }
 
+/* n calls, one in flight: p50, p99, p99.9 */
+static void net_latency(const net_sys *sys, net_meas *m, int n)
+{
+    sys->latency(n, lat_buf);
+    m->v[0] = net_pct(lat_buf, n, 0.50);
+    m->v[1] = net_pct(lat_buf, n, 0.99);
+    m->v[2] = net_pct(lat_buf, n, 0.999);
+    m->iters = (uint64_t)n;
+}
+
 static void w_latency(const net_sys *sys, net_meas *m)
 {
-    sys->latency(cfg_calls, lat_buf);
-    m->v[0] = net_pct(lat_buf, cfg_calls, 0.50);
-    m->v[1] = net_pct(lat_buf, cfg_calls, 0.99);
-    m->v[2] = net_pct(lat_buf, cfg_calls, 0.999);
-    m->iters = (uint64_t)cfg_calls;
+    net_latency(sys, m, cfg_calls);
 }
 
 static double net_warm(void)
@@ -554,6 +567,47 @@ static void w_pipelined(const net_sys *sys, net_meas *m)
     sys->pipelined(cfg_window, net_warm(), cfg_seconds, &calls, &el);
     m->v[0] = (double)calls / el;
     m->iters = calls;
+}
+
+/* Latency calls per method in the dedup workload: the two together make one
+ * net-latency measurement. */
+#define NET_DEDUP_CALLS (cfg_calls / 2)
+
+/*
+ * The cost of at-most-once: w_pipelined, and net_latency's p50 of
+ * NET_DEDUP_CALLS calls, with add, which the server runs through its
+ * reply cache, and with add_idem, which it runs without; each kind of
+ * measurement once with each method, back to back, the method that goes
+ * first alternating from one measurement to the next; the ratios are
+ * taken within the measurement.  Each figure's iterations are its own
+ * calls (a ratio's: both sides').
+ */
+static void w_dedup(const net_sys *sys, net_meas *m)
+{
+    static unsigned turn;
+    unsigned first = turn++ & 1u;
+    int f, k;
+
+    for (f = 0; f < 2; f++)
+        for (k = 0; k < 2; k++) {
+            int idem = (int)((unsigned)k ^ first);
+            net_meas one;
+
+            memset(&one, 0, sizeof one);
+            sys->idempotent(idem != 0);
+            if (f == 0)
+                w_pipelined(sys, &one);
+            else
+                net_latency(sys, &one, NET_DEDUP_CALLS);
+            m->v[3 * f + idem] = one.v[0];      /* calls/s, or p50 */
+            m->iters_of[3 * f + idem] = one.iters;
+        }
+    sys->idempotent(false);
+    for (f = 0; f < 2; f++) {
+        m->v[3 * f + 2] = m->v[3 * f + 1] > 0 ? m->v[3 * f] / m->v[3 * f + 1] : 0;
+        m->iters_of[3 * f + 2] = m->iters_of[3 * f] + m->iters_of[3 * f + 1];
+    }
+    m->iters = m->iters_of[0];
 }
 
 static void net_bulk(const net_sys *sys, net_meas *m, size_t size)
@@ -621,6 +675,10 @@ static const net_workload net_workloads[] = {
     { "net-threads", "threads", 1, { "calls/s" }, { "calls/s" }, 0x1, false, w_threads },
     { "net-pipelined", "pipelined", 1, { "calls/s" }, { "calls/s" }, 0x1, false,
       w_pipelined },
+    { "net-dedup", "dedup", 6,
+      { "calls/s_at-most-once", "calls/s_idempotent", "calls/s_at-most-once/idempotent",
+        "p50_at-most-once", "p50_idempotent", "p50_at-most-once/idempotent" },
+      { "calls/s", "calls/s", "x", "us", "us", "x" }, 0x0, false, w_dedup },
     { "net-bulk-1MiB", "bulk 1 MiB", 2, { "GiB/s", "ms/call" }, { "GiB/s", "ms" }, 0x1,
       false, w_bulk1 },
     { "net-bulk-64MiB", "bulk 64 MiB", 2, { "GiB/s", "ms/call" }, { "GiB/s", "ms" }, 0x1,
@@ -640,7 +698,8 @@ static const char *net_sys_name(const net_workload *w, int s)
 /*
  * Whether system s takes part in workload w: the in-process workload is
  * qrpc's own, against a direct call (in bare's place); a system without
- * the workload's function (NULL in its net_sys) sits it out.
+ * the workload's function (NULL in its net_sys) sits it out; so does one
+ * without idempotent() in the dedup workload.
  */
 static bool net_takes_part(const net_workload *w, int s)
 {
@@ -652,6 +711,8 @@ static bool net_takes_part(const net_workload *w, int s)
         return sys->pipelined != NULL;
     if (w->fn == w_mixed)
         return sys->mixed != NULL;
+    if (w->fn == w_dedup)
+        return sys->idempotent != NULL;
     return true;
 }
 
@@ -890,7 +951,8 @@ int main(int argc, char **argv)
                     v[run] = meas[wi][s][run].v[i];
                     st[run] = meas[wi][s][run].steal;
                     sh[run] = meas[wi][s][run].share;
-                    it[run] = meas[wi][s][run].iters;
+                    it[run] = meas[wi][s][run].iters_of[i] != 0
+                                  ? meas[wi][s][run].iters_of[i] : meas[wi][s][run].iters;
                 }
                 net_write(out, net_sys_name(w, s), w->name, w->metric[i], w->unit[i], v,
                           st, sh, it, cfg_runs);
@@ -918,6 +980,7 @@ int main(int argc, char **argv)
     net_fact(out, "threads", cfg_threads);
     net_fact(out, "window", cfg_window);
     net_fact(out, "latency_calls", cfg_calls);
+    net_fact(out, "dedup_calls", NET_DEDUP_CALLS);
     net_fact(out, "mixed_calls", cfg_mixed_calls);
     net_fact(out, "mixed_seconds", cfg_mixed_seconds);
     net_fact(out, "seconds", cfg_seconds);

@@ -18,6 +18,7 @@
 #ifndef QRPC_BENCH_NET_H
 #define QRPC_BENCH_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,6 +84,13 @@ typedef struct net_sys {
      */
     void (*mixed)(int n_idle, double *idle_us, int n_busy, double *busy_us,
                   double seconds, size_t bulk_size, net_mixed_out *out);
+    /*
+     * on: the small call of the functions above is the idempotent twin of
+     * add (add_idem), which the server runs without its reply cache; off:
+     * add again, at-most-once (the default).  NULL for a system without
+     * that notion (bare and the peers): the dedup workload skips it.
+     */
+    void (*idempotent)(bool on);
 } net_sys;
 
 extern const net_sys net_qrpc;

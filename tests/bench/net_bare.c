@@ -531,4 +531,5 @@ const net_sys net_bare = {
     .pipelined = bare_pipelined,
     .bulk = bare_bulk,
     .mixed = bare_mixed,
+    .idempotent = NULL,                 /* no reply cache to compare */
 };

@@ -286,4 +286,5 @@ extern "C" const net_sys net_grpc = {
     gr_pipelined,
     gr_bulk,
     nullptr,                            /* mixed: not measured */
+    nullptr,                            /* no idempotent methods: no dedup workload */
 };

@@ -10,6 +10,11 @@
  * NET_MAX_MESSAGE: the default (64 MiB) refuses a 64 MiB `bytes` argument,
  * whose encoding is 4 bytes longer.  Everything else is the default.
  *
+ * The small call is add (at-most-once: the server's reply cache) or, for
+ * the dedup workload, its idempotent twin add_idem (no cache), as
+ * qrpc_idempotent() picks: one table of stubs (qrpc_small), so that the
+ * latency and pipelined loops are the same for both.
+ *
  * Also here: the in-process workload (target "local") and its plain
  * function-call reference.
  */
@@ -52,7 +57,10 @@ static int srv_sink(qrpc_ctx *ctx, const qrpc_bytes *data, uint32_t *result)
     return 0;
 }
 
-static const nb_Bench_handlers srv_handlers = { srv_add, srv_sink };
+/* add_idem is add, bar the idempotent flag: the same handler */
+static const nb_Bench_handlers srv_handlers = {
+    .add = srv_add, .sink = srv_sink, .add_idem = srv_add,
+};
 
 static int qrpc_serve_main(void)
 {
@@ -111,15 +119,60 @@ static void qrpc_close(void)
     cli_node = NULL;
 }
 
+/* ---- the small call: add, or its idempotent twin ------------------------------- */
+
+typedef struct qrpc_pipe qrpc_pipe;
+
+typedef struct qrpc_small {
+    const char *name;           /* for failures */
+    int (*call)(qrpc_client *client, int32_t a, int32_t b, int32_t *result);
+    /* 1 + 2 sent asynchronously; its completion goes to qrpc_pipe_done(p) */
+    int (*call_async)(qrpc_pipe *p);
+} qrpc_small;
+
+static void qrpc_pipe_done(qrpc_pipe *p, int status, int32_t result);
+
+static void qrpc_add_done(int status, nb_Bench_add_reply *reply, void *arg)
+{
+    qrpc_pipe_done(arg, status, status == 0 ? reply->result : 0);
+}
+
+static int qrpc_add_async(qrpc_pipe *p)
+{
+    return nb_Bench_add_async(cli, 1, 2, qrpc_add_done, p);
+}
+
+static void qrpc_add_idem_done(int status, nb_Bench_add_idem_reply *reply, void *arg)
+{
+    qrpc_pipe_done(arg, status, status == 0 ? reply->result : 0);
+}
+
+static int qrpc_add_idem_async(qrpc_pipe *p)
+{
+    return nb_Bench_add_idem_async(cli, 1, 2, qrpc_add_idem_done, p);
+}
+
+static const qrpc_small small_add = { "add", nb_Bench_add, qrpc_add_async };
+static const qrpc_small small_add_idem = { "add_idem", nb_Bench_add_idem,
+                                           qrpc_add_idem_async };
+/* every workload's small call: add, but add_idem while the dedup workload
+ * measures it */
+static const qrpc_small *small = &small_add;
+
+static void qrpc_idempotent(bool on)
+{
+    small = on ? &small_add_idem : &small_add;
+}
+
 static void qrpc_add(int32_t a, int32_t b)
 {
     int32_t r;
-    int rc = nb_Bench_add(cli, a, b, &r);
+    int rc = small->call(cli, a, b, &r);
 
     if (rc != 0)
-        qrpc_fail("add", rc);
+        qrpc_fail(small->name, rc);
     if (r != (int32_t)((uint32_t)a + (uint32_t)b))
-        net_fail("qrpc", "add", "wrong sum");
+        net_fail("qrpc", small->name, "wrong sum");
 }
 
 /* ---- latency, and threads: one sync call in flight per thread ---------------------------------- */
@@ -153,7 +206,7 @@ static atomic_bool qrpc_stop;   /* the pipelined and mixed workloads' */
  * sleeps until half of it has completed (a wake-up per completion would
  * measure the scheduler, not qrpc).
  */
-typedef struct qrpc_pipe {
+struct qrpc_pipe {
     uint32_t window;
     atomic_uint inflight;
     atomic_uint_least64_t completed;
@@ -161,15 +214,13 @@ typedef struct qrpc_pipe {
     atomic_int waiting;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-} qrpc_pipe;
+};
 
 static qrpc_pipe qpipe;
 
-static void qrpc_pipe_done(int status, nb_Bench_add_reply *reply, void *arg)
+static void qrpc_pipe_done(qrpc_pipe *p, int status, int32_t result)
 {
-    qrpc_pipe *p = arg;
-
-    if (status != 0 || reply->result != 3)
+    if (status != 0 || result != 3)
         atomic_fetch_add(&p->failed, 1);
     atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
     if (atomic_fetch_sub(&p->inflight, 1) - 1 <= p->window / 2 &&
@@ -197,9 +248,9 @@ static void *qrpc_pipe_issuer(void *arg)
             continue;
         }
         atomic_fetch_add(&p->inflight, 1);
-        rc = nb_Bench_add_async(cli, 1, 2, qrpc_pipe_done, p);
+        rc = small->call_async(p);
         if (rc != 0)
-            qrpc_fail("add_async", rc);
+            qrpc_fail(small->name, rc);
     }
     return NULL;
 }
@@ -360,6 +411,7 @@ const net_sys net_qrpc = {
     .pipelined = qrpc_pipelined,
     .bulk = qrpc_bulk,
     .mixed = qrpc_mixed,
+    .idempotent = qrpc_idempotent,
 };
 
 /* ---- in-process: target "local" ---------------------------------------------------- */

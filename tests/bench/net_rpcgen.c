@@ -282,4 +282,5 @@ const net_sys net_rpcgen = {
     .pipelined = NULL,                  /* clnt_call is synchronous */
     .bulk = onc_bulk,
     .mixed = NULL,
+    .idempotent = NULL,                 /* no reply cache to compare */
 };

@@ -130,6 +130,61 @@ function net_tput(wl, metric, label, target, goal,    i, k, any, keys, cells, rc
         disturbance_of(substr(keys, 2))
 }
 
+# One row of the dedup section: at-most-once, idempotent, their ratio, and
+# the verdict of the ratio's median against goal (at least goal for a
+# rate, at most goal for a latency).
+function net_dedup_row(label, m, target, goal, rate,    p, r, verdict) {
+    p = "qrpc" SUBSEP "net-dedup" SUBSEP m
+    r = p "_at-most-once/idempotent"
+    if (!(r in seen))
+        return
+    verdict = (rate ? val[r] >= goal : val[r] <= goal) ? "met" : "**NOT met**"
+    printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, spread(p "_at-most-once"),
+        spread(p "_idempotent"), rspread(r), target, verdict,
+        disturbance(p "_at-most-once", p "_idempotent")
+}
+
+# Workload 6, qrpc only: add through the server's reply cache against
+# add_idem without it.
+function net_dedup_report(    k) {
+    k = "qrpc" SUBSEP "net-dedup" SUBSEP "calls/s_at-most-once/idempotent"
+    print ""
+    print "#### dedup cost: at-most-once `add` against its idempotent twin `add_idem` (qrpc only)"
+    print ""
+    if (!(k in seen)) {
+        print "Not measured in this run (BENCH_NET_ONLY or BENCH_NET_SYSTEMS left it out)."
+        return
+    }
+    print "| call | at-most-once (`add`) | idempotent (`add_idem`) | at-most-once / idempotent | target | | steal % | CPU share % |"
+    print "|---|---:|---:|---:|---|---|---:|---:|"
+    net_dedup_row(sprintf("pipelined: %d in flight (calls/s)", net_fact("window")), "calls/s",
+        ">= 0.90x", 0.90, 1)
+    net_dedup_row(sprintf("latency: one in flight, %s calls (p50, us)",
+        grouped(net_fact("dedup_calls"))), "p50", "<= 1.10x", 1.10, 0)
+    print ""
+    print "`add` is at-most-once (the default): the server runs every call through"
+    print "its reply cache, keyed by client and sequence number, and keeps the reply"
+    print "until the client acknowledges it.  `add_idem` is the same call, the same"
+    print "argument and result bytes, declared `idempotent`: no cache.  In each round"
+    print "the pipelined rate (as measured above) and the latency p50 are measured with"
+    print "each method, back to back, the method that goes first alternating from"
+    print "round to round; the ratio is taken within the round.  bare, rpcgen and grpc"
+    print "have no such notion (no reply cache, no idempotent methods) and do not run"
+    print "this workload."
+    print ""
+    printf "Target: at-most-once within 10%% of idempotent (RIFL: +4%%) -- %s "\
+        "(medians: rate %s, p50 %s).\n",
+        dedup_met() ? "met" : "**NOT met**", ratio(val[k]),
+        ratio(val["qrpc" SUBSEP "net-dedup" SUBSEP "p50_at-most-once/idempotent"])
+}
+
+# Both dedup ratios within 10%.
+function dedup_met(    p) {
+    p = "qrpc" SUBSEP "net-dedup" SUBSEP
+    return val[p "calls/s_at-most-once/idempotent"] >= 0.90 &&
+        val[p "p50_at-most-once/idempotent"] <= 1.10
+}
+
 function net_lat_row(sys, wl,    k) {
     k = sys SUBSEP wl SUBSEP "p50"
     if (!(k in seen))
@@ -254,6 +309,7 @@ function net_report(    i, k, q, d, verdict, head, rule) {
         print "measuring thread, which starts a new call for each one that completes,"
         print "so that the window stays full; its threads share one channel."
     }
+    net_dedup_report()
     print ""
     printf "#### mixed: add latency alone and while another thread streams 64 MiB calls (us, %s s under transfer)\n",
         net_fact("mixed_seconds")
