@@ -698,8 +698,9 @@ static void conn_send(qrpc__conn *c, qrpc__omsg *m)
 /*
  * Queues m without writing: a loop thread (or the next sender) writes it
  * with whatever else was queued by then, one sendmsg for many messages.
- * For asynchronous calls while others are in flight: the caller has more
- * to send, and the loop is woken once per batch, not per call.
+ * For senders with more to send (asynchronous calls while others are in
+ * flight, replies while requests wait to run); the loop is woken once per
+ * batch, not per message.
  */
 static void conn_send_later(qrpc__conn *c, qrpc__omsg *m)
 {
@@ -867,7 +868,7 @@ void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *resu
     }
     qrpc_buf_free(results);
     if (later)
-        conn_push(c, m);        /* the caller flushes */
+        conn_send_later(c, m);
     else
         conn_send(c, m);
 }
@@ -945,8 +946,9 @@ static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
         return QRPC_ENOMEM;
     }
     job->msg = *msg;
-    if (msg->req.deadline_ms != 0 && c->read_ns == 0)
+    if (c->read_ns == 0)        /* one clock reading for every request of a read */
         c->read_ns = qrpc__now_ns(c->node);
+    job->recv_ns = c->read_ns;
     job->deadline_ns = msg->req.deadline_ms == 0 ? UINT64_MAX
                      : c->read_ns + (uint64_t)msg->req.deadline_ms * 1000000u;
     job->conn = c;

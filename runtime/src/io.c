@@ -55,7 +55,6 @@
 
 #define IO_EVENTS     4         /* events one thread takes at once: the rest
                                    are left for the other threads */
-#define IO_TAKE       64        /* queued requests one thread takes at once */
 #define IO_NO_SLOT    UINT32_MAX
 /* a connection's registration, for good: see the top of the file */
 #define IO_CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
@@ -103,9 +102,6 @@ struct qrpc__io {
     pthread_mutex_t standby_lock;
     pthread_cond_t standby_cond;
 };
-
-/* The node whose loop this thread runs, if any. */
-static _Thread_local qrpc_node *io_loop_node;
 
 static void *io_main(void *arg);
 
@@ -311,9 +307,11 @@ void qrpc__io_flush_later(qrpc_node *n, qrpc__conn *c)
     io->flush[io->n_flush++] = c;
     atomic_store_explicit(&io->flush_waiting, io->n_flush, memory_order_relaxed);
     pthread_mutex_unlock(&io->lock);
-    /* a loop thread looks at the list before it waits again (not in a handler) */
-    if (first && (io_loop_node != n || qrpc__in_handler()) &&
-        write(io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+    /*
+     * Woken at once, even from a loop thread: the one queueing may run a
+     * handler that blocks before it comes back to the list.
+     */
+    if (first && write(io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
         qrpc__log(n, "cannot wake the loop: %s", strerror(errno));
 }
 
@@ -370,40 +368,37 @@ static void io_queue(qrpc__io *io, qrpc__job *jobs)
 }
 
 /*
- * This thread's share of the queued jobs (as many as for each idle pool
- * thread, IO_TAKE at most), or NULL; wakes another thread for the rest.
+ * The next queued job, or NULL; wakes another thread for the rest.  One
+ * at a time: a job taken is run before the next is, so a job left queued
+ * behind a handler that blocks would wait for it while other threads are
+ * free; queued, any thread that frees up takes it.
  */
 static qrpc__job *io_take(qrpc_node *n)
 {
     qrpc__io *io = n->io;
-    qrpc__job *jobs, *last;
-    size_t k, share;
+    qrpc__job *job;
     bool more = false;
 
     if (atomic_load_explicit(&io->jqueued, memory_order_relaxed) == 0)
         return NULL;
     pthread_mutex_lock(&io->lock);
-    jobs = last = io->jhead;
-    if (jobs != NULL) {
-        share = atomic_load(&io->jqueued) / (atomic_load(&io->idle) + 1);
-        share = share < 1 ? 1 : share > IO_TAKE ? IO_TAKE : share;
-        for (k = 1; k < share && last->next != NULL; k++)
-            last = last->next;
-        io->jhead = last->next;
+    job = io->jhead;
+    if (job != NULL) {
+        io->jhead = job->next;
         if (io->jhead == NULL)
             io->jtail = NULL;
-        last->next = NULL;
-        atomic_fetch_sub(&io->jqueued, k);
+        job->next = NULL;
+        atomic_fetch_sub(&io->jqueued, 1);
         more = io->jhead != NULL;
     }
     pthread_mutex_unlock(&io->lock);
     if (more && atomic_load(&io->idle) != 0)
         io_kick(n);
-    return jobs;
+    return job;
 }
 
-/* Runs jobs on a pool thread; the standby takes over if none is left free. */
-static void io_run(qrpc_node *n, qrpc__job *jobs)
+/* Runs a job on a pool thread; the standby takes over if none is left free. */
+static void io_run(qrpc_node *n, qrpc__job *job)
 {
     qrpc__io *io = n->io;
 
@@ -413,35 +408,25 @@ static void io_run(qrpc_node *n, qrpc__job *jobs)
         pthread_cond_signal(&io->standby_cond);
         pthread_mutex_unlock(&io->standby_lock);
     }
-    qrpc__work_run(n, jobs);
+    qrpc__work_run(n, job, atomic_load_explicit(&io->jqueued, memory_order_relaxed) != 0);
     atomic_fetch_sub(&io->busy, 1);
 }
 
 /*
- * Keeps a share of the jobs of one read for this thread and queues the
- * rest for the idle pool threads, if there are any.
+ * Keeps the first job of one read for this thread and queues the others,
+ * for whichever thread is free first (this one, once its job is done);
+ * see io_take() for why not more.
  */
 static qrpc__job *io_share(qrpc_node *n, qrpc__job *jobs)
 {
     qrpc__io *io = n->io;
-    unsigned idle = atomic_load(&io->idle);
-    qrpc__job *last = jobs;
-    size_t k = 1, keep, i;
 
-    if (idle == 0 || jobs->next == NULL)
+    if (jobs->next == NULL)
         return jobs;
-    while (last->next != NULL) {
-        last = last->next;
-        k++;
-    }
-    keep = k / (idle + 1);
-    if (keep == 0)
-        keep = 1;
-    for (last = jobs, i = 1; i < keep; i++)
-        last = last->next;
-    io_queue(io, last->next);
-    last->next = NULL;
-    io_kick(n);
+    io_queue(io, jobs->next);
+    jobs->next = NULL;
+    if (atomic_load(&io->idle) != 0)
+        io_kick(n);
     return jobs;
 }
 
@@ -484,8 +469,16 @@ typedef struct io_arg {
 } io_arg;
 
 /* The standby waits here while a pool thread is free; false: stop. */
-static bool io_standby_wait(qrpc__io *io)
+static bool io_standby_wait(qrpc_node *n)
 {
+    qrpc__io *io = n->io;
+
+    /*
+     * The standby may have taken the wake-up meant for an idle pool thread
+     * (epoll wakes the thread that waited last): pass it on before sleeping.
+     */
+    if (atomic_load(&io->jqueued) != 0 && atomic_load(&io->idle) != 0)
+        io_kick(n);
     pthread_mutex_lock(&io->standby_lock);
     if (atomic_load(&io->busy) < io->base)
         io->standby_on = false;
@@ -503,14 +496,15 @@ static void *io_main(void *arg)
     struct epoll_event ev[IO_EVENTS];
 
     free(arg);
-    io_loop_node = n;
     while (!atomic_load(&io->stop)) {
         qrpc__job *jobs;
         int k, i;
 
-        io_flush(io);
+        /* while requests wait, the replies gather for one write (work.c) */
+        if (a.standby || atomic_load_explicit(&io->jqueued, memory_order_relaxed) == 0)
+            io_flush(io);
         if (a.standby) {
-            if (!io_standby_wait(io))
+            if (!io_standby_wait(n))
                 break;
         } else if ((jobs = io_take(n)) != NULL) {
             io_run(n, jobs);
@@ -545,7 +539,6 @@ static void *io_main(void *arg)
             }
         }
     }
-    io_loop_node = NULL;
     return NULL;
 }
 

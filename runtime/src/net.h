@@ -101,8 +101,8 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call);
 
 /*
  * Queues a reply (results taken in every case) and writes what is queued,
- * or, with later, only queues it: the caller then has more replies to
- * come and calls qrpc__conn_flush(c) after the last.
+ * or, with later, has a loop thread write it soon, together with what
+ * else is queued by then (the caller has more replies to come).
  */
 void qrpc__conn_reply(qrpc__conn *c, uint32_t stream, int status, qrpc_buf *results,
                       bool later);
@@ -181,14 +181,16 @@ typedef struct qrpc__job {
     struct qrpc__job *next;
     qrpc__conn *conn;           /* holds a reference */
     qrpc__rx_msg msg;           /* the request; msg.body owned */
+    uint64_t recv_ns;           /* when it was read */
     uint64_t deadline_ns;
 } qrpc__job;
 
 /*
- * Runs jobs (a list through next, taken) through qrpc__dispatch() and
- * queues their replies, gathering those of one connection into one write.
+ * Runs job (taken) through the reply cache and qrpc__dispatch() and
+ * queues its reply; more: other requests wait to run, so the reply may
+ * wait for the loop's next write (see qrpc__conn_reply's later).
  */
-void qrpc__work_run(qrpc_node *n, qrpc__job *jobs);
+void qrpc__work_run(qrpc_node *n, qrpc__job *job, bool more);
 /* Answers a job that will not run QRPC_ECLOSED and frees it (the node stops). */
 void qrpc__work_refuse(qrpc__job *job);
 /* The reply cache's answer callback (dedup.h): waiter is the waiting job. */

@@ -1,23 +1,19 @@
 /*
- * work.c - running received requests: the loop thread that read them
- * (io.c) hands the requests of one read here, and each goes through
- * qrpc__dispatch() (the same path a local call takes) and has its reply
- * queued on the connection it came from.
+ * work.c - running one received request: the loop thread that has it
+ * (io.c) hands it here; it goes through the reply cache (dedup.c, for
+ * at-most-once methods) and qrpc__dispatch() (the same path a local call
+ * takes), and its reply is queued on the connection it came from.
  *
- * Replies are written together: every reply but the last of a read is
- * left for the next write on the connection (qrpc__conn_reply's later),
- * so one sendmsg carries many when a peer pipelines its calls.  That
- * holds a reply back while the handlers after it run, so it stops once
- * the read's handlers have taken WORK_GATHER_NS: a handler that runs
- * long still holds back the replies before it in its read (known limit;
- * a handler expected to block should answer through a channel).
+ * While more requests wait to run, a reply is queued for a loop thread
+ * to write (qrpc__conn_reply's later) rather than written at once, so
+ * that one sendmsg carries many when a peer pipelines its calls; the
+ * loop is woken for it at once, so a handler that blocks next holds
+ * nothing back.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
-
-#define WORK_GATHER_NS 50000u   /* replies gathered this long, about */
 
 static void work_free_job(qrpc__job *job)
 {
@@ -76,7 +72,7 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, bool more, qrpc__dedup_tick
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf cached = { NULL, 0, 0 };
-    uint64_t now = qrpc__now_ns(n);
+    uint64_t now = job->recv_ns;
     int status = 0;
 
     switch (qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, false, now, job,
@@ -154,37 +150,9 @@ static void work_run(qrpc_node *n, qrpc__job *job, bool more)
     work_free_job(job);
 }
 
-void qrpc__work_run(qrpc_node *n, qrpc__job *jobs)
+void qrpc__work_run(qrpc_node *n, qrpc__job *job, bool more)
 {
-    qrpc__conn *held = NULL;
-    qrpc__job *job;
-    uint64_t start = 0;
-    bool gather = true;
-    unsigned k = 0;
-
-    if (jobs != NULL && jobs->next != NULL)
-        start = qrpc__now_ns(n);
-    for (job = jobs; job != NULL; job = jobs) {
-        bool later;
-
-        jobs = job->next;
-        /* the clock costs as much as a small handler: look every few jobs */
-        if (gather && ++k % 8 == 0)
-            gather = qrpc__now_ns(n) - start < WORK_GATHER_NS;
-        later = gather && jobs != NULL && jobs->conn == job->conn;
-        if (later && held == NULL) {
-            /* the job's reference goes with it: keep one for the flush */
-            held = job->conn;
-            qrpc__conn_ref(held);
-        }
-        work_run(n, job, later);
-        if (!later && held != NULL) {
-            /* the last reply wrote them all, unless it was none (oneway, channel) */
-            qrpc__conn_flush(held);
-            qrpc__conn_unref(held);
-            held = NULL;
-        }
-    }
+    work_run(n, job, more);
 }
 
 void qrpc__work_refuse(qrpc__job *job)
