@@ -45,11 +45,25 @@ $(BUILD)/obj/tests/%.o: tests/unit/%.c $(TEST_IDL:tests/idl/%.qidl=$(TEST_GENDIR
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBGEN) $(LIBQRPC_A)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_LIBGEN) $(LIBQRPC_A) $(CHECK_LIBS) $(RUNTIME_LIBS)
 
+# tests/faultproxy: a standalone fault-injection TCP proxy for the tests
+# (see the comment at the top of faultproxy.c); no runtime library needed.
+FAULTPROXY     := $(BUILD)/tests/faultproxy
+FAULTPROXY_OBJ := $(BUILD)/obj/tests/faultproxy/faultproxy.o
+
+$(FAULTPROXY_OBJ): tests/faultproxy/faultproxy.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(FAULTPROXY): $(FAULTPROXY_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $<
+
 TEST_ENV = QRPCGEN=$(abspath $(QRPCGEN)) QRPC_SRCDIR=$(CURDIR) \
            QRPC_BUILDDIR=$(abspath $(BUILD)) QRPC_CC=$(CC) \
+           QRPC_FAULTPROXY=$(abspath $(FAULTPROXY)) \
            QRPC_SANFLAGS='$(SANFLAGS)' CK_DEFAULT_TIMEOUT=120
 
-check: all $(TEST_BIN)
+check: all $(TEST_BIN) $(FAULTPROXY)
 	@fail=0; for t in $(TEST_BIN); do \
 	    echo "== $$t"; \
 	    env $(TEST_ENV) timeout $(TEST_TIMEOUT) $$t || { echo "FAILED: $$t"; fail=1; }; \
