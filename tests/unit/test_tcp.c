@@ -33,6 +33,7 @@
 #include <sys/signalfd.h>
 
 #include "tcputil.h"
+#include "fproxy.h"
 #include "bank.h"
 #include "kitchen.h"
 
@@ -1837,6 +1838,63 @@ START_TEST(tcp_raw_at_most_once)
 }
 END_TEST
 
+/*
+ * At most once through a network that copies and reorders: every request
+ * and every reply is duplicated, some held back while later ones pass;
+ * each call still runs exactly once, and the caller gets its one answer.
+ */
+START_TEST(tcp_at_most_once_dups)
+{
+    enum { N_SYNC = 150, N_ASYNC = 150 };
+    static const char *const faults[] = { "--seed", "11", "--dup-req", "1000",
+                                          "--dup-rep", "1000", "--delay-req", "200",
+                                          "--delay-rep", "200", "--delay-ms", "5", NULL };
+    tsrv s;
+    tcli direct, c;
+    fproxy p;
+    tt_count done;
+    st_res ar[N_ASYNC];
+    char addr[64];
+    const char *stats;
+    int i, ok = 0;
+
+    tsrv_start(&s, NULL);
+    tcli_open(&direct, s.addr);
+    fp_start(&p, s.port, faults);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", p.port);
+    tcli_open(&c, addr);
+    tt_count_init(&done);
+    for (i = 0; i < N_SYNC; i++)
+        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
+    for (i = 0; i < N_ASYNC; i++) {
+        ar[i].status = -100;
+        ar[i].calls = 0;
+        ar[i].done = &done;
+        ck_assert_int_eq(kitchen_Kitchen_ping_async(c.k, st_void_cb, &ar[i]), 0);
+    }
+    ck_assert_msg(tt_count_wait(&done, N_ASYNC, 30000), "only %ld of %d callbacks ran",
+                  tt_count_get(&done), N_ASYNC);
+    for (i = 0; i < N_ASYNC; i++) {
+        ck_assert_int_eq(ar[i].calls, 1);
+        ok += ar[i].status == 0;
+    }
+    ck_assert_int_eq(ok, N_ASYNC);
+    /* every call ran once, though its request arrived twice */
+    ck_assert_int_eq(server_pings(direct.k), N_SYNC + N_ASYNC);
+    tcli_close(&c);
+    stats = fp_stop(&p, 0);
+    ck_assert_int_ge(stat_of(stats, "dup_req"), N_SYNC + N_ASYNC);
+    ck_assert_int_ge(stat_of(stats, "dup_rep"), N_SYNC + N_ASYNC);
+    ck_assert_int_gt(stat_of(stats, "delayed"), 0);
+    fprintf(stderr, "tcp_at_most_once_dups: %d calls, each request and reply twice: %s\n",
+            N_SYNC + N_ASYNC, stats);
+    tt_count_fini(&done);
+    tcli_close(&direct);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
 START_TEST(tcp_raw_valid)
 {
     tsrv s;
@@ -2913,6 +2971,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tcp_raw_valid);
     tcase_add_test(tc, tcp_raw_at_most_once);
+    tcase_add_test(tc, tcp_at_most_once_dups);
     tcase_add_loop_test(tc, tcp_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, tcp_hostile_all_at_once);
     tcase_add_test(tc, tcp_hostile_truncated);
