@@ -55,6 +55,7 @@
 
 #define IO_EVENTS     4         /* events one thread takes at once: the rest
                                    are left for the other threads */
+#define IO_GATHER     32        /* requests run before the flush list is written */
 #define IO_NO_SLOT    UINT32_MAX
 /* a connection's registration, for good: see the top of the file */
 #define IO_CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
@@ -397,6 +398,14 @@ static qrpc__job *io_take(qrpc_node *n)
     return job;
 }
 
+bool qrpc__io_more_queued(qrpc_node *n)
+{
+    qrpc__io *io = n->io;
+
+    return io != NULL && !atomic_load(&io->stop) &&
+           atomic_load_explicit(&io->jqueued, memory_order_relaxed) != 0;
+}
+
 /* Runs a job on a pool thread; the standby takes over if none is left free. */
 static void io_run(qrpc_node *n, qrpc__job *job)
 {
@@ -408,7 +417,7 @@ static void io_run(qrpc_node *n, qrpc__job *job)
         pthread_cond_signal(&io->standby_cond);
         pthread_mutex_unlock(&io->standby_lock);
     }
-    qrpc__work_run(n, job, atomic_load_explicit(&io->jqueued, memory_order_relaxed) != 0);
+    qrpc__work_run(n, job);
     atomic_fetch_sub(&io->busy, 1);
 }
 
@@ -494,15 +503,23 @@ static void *io_main(void *arg)
     qrpc_node *n = a.n;
     qrpc__io *io = n->io;
     struct epoll_event ev[IO_EVENTS];
+    unsigned gathered = 0;
 
     free(arg);
     while (!atomic_load(&io->stop)) {
         qrpc__job *jobs;
         int k, i;
 
-        /* while requests wait, the replies gather for one write (work.c) */
-        if (a.standby || atomic_load_explicit(&io->jqueued, memory_order_relaxed) == 0)
+        /*
+         * While requests wait, the replies gather for one write (work.c),
+         * for IO_GATHER requests at most: a connection whose replies wait
+         * must not wait for the others' requests for as long as they come.
+         */
+        if (a.standby || atomic_load_explicit(&io->jqueued, memory_order_relaxed) == 0 ||
+            ++gathered >= IO_GATHER) {
             io_flush(io);
+            gathered = 0;
+        }
         if (a.standby) {
             if (!io_standby_wait(n))
                 break;
@@ -671,6 +688,8 @@ void qrpc__io_stop(qrpc_node *n)
     if (io == NULL)
         return;
     io_join(n);
+    /* replies left for the loop go out before the connections close */
+    io_flush(io);
     if (io->listenfd >= 0) {
         qrpc__io_del(n, io->listenfd);
         close(io->listenfd);

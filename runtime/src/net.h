@@ -148,6 +148,8 @@ int qrpc__io_listen(qrpc_node *n, int fd);
  * qrpc__io_rearm needs.  QRPC_ENOMEM, QRPC_EIO (then nothing was taken).
  */
 int qrpc__io_track(qrpc_node *n, qrpc__conn *c, int fd, uint64_t *key);
+/* Whether requests wait in the loop's queue (and the loop is not stopping). */
+bool qrpc__io_more_queued(qrpc_node *n);
 /* Has epoll report what is pending on a registered connection's fd again
  * (its registration is edge-triggered). */
 void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key);
@@ -187,10 +189,10 @@ typedef struct qrpc__job {
 
 /*
  * Runs job (taken) through the reply cache and qrpc__dispatch() and
- * queues its reply; more: other requests wait to run, so the reply may
- * wait for the loop's next write (see qrpc__conn_reply's later).
+ * queues its reply, for the loop's next write while other requests wait
+ * to run (qrpc__io_more_queued(); see qrpc__conn_reply's later).
  */
-void qrpc__work_run(qrpc_node *n, qrpc__job *job, bool more);
+void qrpc__work_run(qrpc_node *n, qrpc__job *job);
 /* Answers a job that will not run QRPC_ECLOSED and frees it (the node stops). */
 void qrpc__work_refuse(qrpc__job *job);
 /* The reply cache's answer callback (dedup.h): waiter is the waiting job. */

@@ -68,7 +68,7 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
  * when it has been answered (or will be, for a duplicate that waits) and
  * must not run; the job is then gone.
  */
-static bool work_dedup(qrpc_node *n, qrpc__job *job, bool more, qrpc__dedup_ticket *ticket)
+static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf cached = { NULL, 0, 0 };
@@ -97,12 +97,12 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, bool more, qrpc__dedup_tick
         break;
     }
     qrpc__conn_job_done(job->conn);
-    qrpc__conn_reply(job->conn, job->msg.stream, status, &cached, more);
+    qrpc__conn_reply(job->conn, job->msg.stream, status, &cached, qrpc__io_more_queued(n));
     work_free_job(job);
     return false;
 }
 
-static void work_run(qrpc_node *n, qrpc__job *job, bool more)
+void qrpc__work_run(qrpc_node *n, qrpc__job *job)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf results = { NULL, 0, 0 };
@@ -119,7 +119,7 @@ static void work_run(qrpc_node *n, qrpc__job *job, bool more)
     }
     /* idempotent calls may run twice, oneway ones are never repeated */
     if (n->dedup != NULL && !(h->flags & (QRPC_METHOD_IDEMPOTENT | QRPC_METHOD_ONEWAY))) {
-        if (!work_dedup(n, job, more, &wr.ticket))
+        if (!work_dedup(n, job, &wr.ticket))
             return;
         wr.dedup = n->dedup;
     }
@@ -145,14 +145,10 @@ static void work_run(qrpc_node *n, qrpc__job *job, bool more)
     if (h->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(&results);
     else
-        /* more requests to answer: this reply can go out with theirs */
-        qrpc__conn_reply(job->conn, job->msg.stream, status, &results, more);
+        /* requests waiting to run: this reply can go out with theirs */
+        qrpc__conn_reply(job->conn, job->msg.stream, status, &results,
+                         qrpc__io_more_queued(n));
     work_free_job(job);
-}
-
-void qrpc__work_run(qrpc_node *n, qrpc__job *job, bool more)
-{
-    work_run(n, job, more);
 }
 
 void qrpc__work_refuse(qrpc__job *job)
