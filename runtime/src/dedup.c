@@ -488,11 +488,15 @@ static qrpc__dedup_verdict dedup_run(qrpc__dedup *d, dedup_client *c, uint64_t s
 {
     dedup_entry *e;
 
-    if (c->entries.count >= d->lim.max_entries)
+    if (c->entries.count >= d->lim.max_entries ||
+        !dedup_take(&d->entries, 1, d->lim.max_total_entries != 0 ? d->lim.max_total_entries
+                                                                  : SIZE_MAX))
         return QRPC__DEDUP_BUSY;
     e = dedup_realloc(d, NULL, 0, sizeof *e);
-    if (e == NULL)
+    if (e == NULL) {
+        DEDUP_SUB(d->entries, 1);
         return QRPC__DEDUP_BUSY;
+    }
     e->seq = seq;
     e->waiters = NULL;
     e->len = 0;
@@ -500,10 +504,10 @@ static qrpc__dedup_verdict dedup_run(qrpc__dedup *d, dedup_client *c, uint64_t s
     e->state = DEDUP_RUNNING;
     if (dedup_tab_add(d, &c->entries, seq, e) != 0) {
         dedup_free_block(d, e, sizeof *e);
+        DEDUP_SUB(d->entries, 1);
         return QRPC__DEDUP_BUSY;
     }
     c->running++;
-    DEDUP_ADD(d->entries, 1);
     DEDUP_ADD(d->running, 1);
     ticket->client = c;
     ticket->entry = e;

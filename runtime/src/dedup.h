@@ -38,6 +38,8 @@ typedef struct qrpc__dedup_limits {
     size_t max_clients;     /* clients remembered at once; a new one beyond is QRPC__DEDUP_BUSY */
     size_t max_entries;     /* calls remembered per client (running or answered, not yet
                                acknowledged); beyond: BUSY */
+    size_t max_total_entries;   /* the same for all clients together; 0: no limit beyond
+                                   max_clients x max_entries */
     size_t max_bytes;       /* cached reply bytes in all; a reply that would exceed it is not
                                cached (a later duplicate gets QRPC_EUNKNOWN, see below) */
     size_t max_waiters;     /* duplicates waiting for running calls, in all; beyond: BUSY.

@@ -26,6 +26,7 @@
 #define NODE_DEFAULT_LEASE_MS     60000u
 #define NODE_DEDUP_CLIENTS        65536u
 #define NODE_DEDUP_WAITERS        4096u
+#define NODE_DEDUP_ENTRIES        (1u << 18)
 #define NODE_MAX_SPIN_US          100000
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
@@ -90,9 +91,10 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
 }
 
 /*
- * The reply cache: every client's unacknowledged calls, up to four times
- * what one connection may have in flight, and replies up to twice the
- * largest message (qrpc(3), LIMITS).
+ * The reply cache (qrpc(3), LIMITS).  A client's unacknowledged calls are
+ * those in flight plus those answered after its oldest call in flight,
+ * which a pipelining client with one slow call piles up quickly: hence a
+ * generous cap per client, and one for all clients together.
  */
 static int node_dedup(qrpc_node *n)
 {
@@ -100,7 +102,8 @@ static int node_dedup(qrpc_node *n)
 
     lim.lease_ns = (uint64_t)n->cfg.lease_ms * 1000000u;
     lim.max_clients = NODE_DEDUP_CLIENTS;
-    lim.max_entries = (size_t)n->cfg.max_inflight * 4;
+    lim.max_entries = (size_t)n->cfg.max_inflight * 64;
+    lim.max_total_entries = NODE_DEDUP_ENTRIES;
     lim.max_bytes = (size_t)n->cfg.max_message * 2;
     lim.max_waiters = NODE_DEDUP_WAITERS;
     n->dedup = qrpc__dedup_new(&lim, qrpc__work_dedup_answer, n);

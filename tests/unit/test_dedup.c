@@ -638,6 +638,36 @@ START_TEST(test_limit_entries)
 }
 END_TEST
 
+/* The cap on calls remembered for all clients together. */
+START_TEST(test_limit_total_entries)
+{
+    qrpc__dedup_limits l = limits();
+    qrpc__dedup *d;
+    qrpc__dedup_ticket t[3];
+    size_t heap;
+
+    l.max_total_entries = 3;
+    d = mk(&l);
+    t[0] = run(d, 1, 1, 0);
+    t[1] = run(d, 1, 2, 0);
+    t[2] = run(d, 2, 1, 0);
+    heap = stats(d).heap;
+    verdict(d, 3, 1, 0, false, QRPC__DEDUP_BUSY);      /* a new client, but no room */
+    verdict(d, 2, 2, 0, false, QRPC__DEDUP_BUSY);
+    ck_assert_uint_eq(stats(d).entries, 3);
+    ck_assert_uint_eq(stats(d).heap, heap);
+    done(d, t[0], 0, "a");
+    done(d, t[1], 0, "b");
+    done(d, t[2], 0, "c");
+    /* client 1 acknowledges both of its calls: room for two more */
+    run_done(d, 1, 3, 2, 0, "d");
+    run_done(d, 3, 1, 0, 0, "e");
+    ck_assert_uint_eq(stats(d).entries, 3);
+    verdict(d, 2, 2, 0, false, QRPC__DEDUP_BUSY);
+    qrpc__dedup_free(d);
+}
+END_TEST
+
 START_TEST(test_limit_waiters)
 {
     qrpc__dedup_limits l = limits();
@@ -1408,6 +1438,7 @@ static Suite *dedup_suite(void)
     tcase_add_test(tc, test_lease_while_running);
     tcase_add_test(tc, test_limit_clients);
     tcase_add_test(tc, test_limit_entries);
+    tcase_add_test(tc, test_limit_total_entries);
     tcase_add_test(tc, test_limit_waiters);
     tcase_add_test(tc, test_hostile_numbers);
     tcase_add_test(tc, test_hostile_storm);
