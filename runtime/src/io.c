@@ -411,6 +411,13 @@ static void io_run(qrpc_node *n, qrpc__job *job)
 {
     qrpc__io *io = n->io;
 
+    /*
+     * Requests waiting while a thread idles: this thread may have taken
+     * the wake-up meant for it (with an event of its own, in one
+     * epoll_wait) and may now block in a handler: pass the wake-up on.
+     */
+    if (atomic_load(&io->jqueued) != 0 && atomic_load(&io->idle) != 0)
+        io_kick(n);
     if (atomic_fetch_add(&io->busy, 1) + 1 == io->base) {
         pthread_mutex_lock(&io->standby_lock);
         io->standby_on = true;
@@ -527,7 +534,17 @@ static void *io_main(void *arg)
             io_run(n, jobs);
             continue;
         } else {
+            /*
+             * Idle, then a last look at the queue: a thread queueing
+             * requests kicks only if it sees a thread idle, so one queued
+             * between our look and our count would otherwise be missed
+             * (both are sequentially consistent: one of us sees the other).
+             */
             atomic_fetch_add(&io->idle, 1);
+            if (atomic_load(&io->jqueued) != 0) {
+                atomic_fetch_sub(&io->idle, 1);
+                continue;
+            }
         }
         k = epoll_wait(io->ep, ev, IO_EVENTS, -1);
         if (!a.standby)
