@@ -432,9 +432,10 @@ static bool conn_take_role(qrpc__conn *c)
 {
     int idle = CONN_IDLE;
 
+    /* sequentially consistent: see the end of conn_drain() */
     return atomic_compare_exchange_strong_explicit(&c->writing, &idle, CONN_WRITING,
-                                                   memory_order_acquire,
-                                                   memory_order_relaxed);
+                                                   memory_order_seq_cst,
+                                                   memory_order_seq_cst);
 }
 
 static void conn_push(qrpc__conn *c, qrpc__omsg *m)
@@ -444,7 +445,7 @@ static void conn_push(qrpc__conn *c, qrpc__omsg *m)
     do
         m->next = head;
     while (!atomic_compare_exchange_weak_explicit(&c->queue, &head, m,
-                                                  memory_order_release,
+                                                  memory_order_seq_cst,
                                                   memory_order_relaxed));
 }
 
@@ -655,8 +656,15 @@ static void conn_drain(qrpc__conn *c)
         if (c->iov_pos == c->iov_n) {
             conn_take_queue(c);
             if (conn_fill(c, sent, &n_sent) == 0) {
-                /* Nothing left: give up the role, then look once more. */
-                atomic_store_explicit(&c->writing, CONN_IDLE, memory_order_release);
+                /*
+                 * Nothing left: give up the role, then look once more.
+                 * Sequentially consistent, store and look: with a release
+                 * store the look could pass it (x86 lets a load overtake an
+                 * earlier store), and a sender that pushed meanwhile and
+                 * still saw the role taken would leave its message queued
+                 * with no writer at all.
+                 */
+                atomic_store(&c->writing, CONN_IDLE);
                 if (atomic_load(&c->queue) == NULL || !conn_take_role(c))
                     return;
                 continue;
