@@ -71,18 +71,27 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
 static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
     const qrpc__reqhdr *h = &job->msg.req;
+    qrpc__conn *conn = job->conn;
     qrpc_buf cached = { NULL, 0, 0 };
     uint64_t now = job->recv_ns;
     int status = 0;
 
+    qrpc__conn_ref(conn);
     switch (qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, false, now, job,
                               ticket, &status, &cached)) {
     case QRPC__DEDUP_RUN:
         /* the client's state is forgotten a lease after it falls silent */
         qrpc__io_wake(n, now + (uint64_t)n->cfg.lease_ms * 1000000u);
+        qrpc__conn_unref(conn);
         return true;
     case QRPC__DEDUP_WAIT:
-        qrpc__conn_job_done(job->conn);     /* qrpc__work_dedup_answer() has the job */
+        /*
+         * qrpc__work_dedup_answer() has the job now, and may already have
+         * answered and freed it on another thread: only conn is ours, by
+         * the reference this function took.
+         */
+        qrpc__conn_job_done(conn);
+        qrpc__conn_unref(conn);
         return false;
     case QRPC__DEDUP_REPLY:
         break;
@@ -96,9 +105,10 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
         status = QRPC_EBUSY;
         break;
     }
-    qrpc__conn_job_done(job->conn);
-    qrpc__conn_reply(job->conn, job->msg.stream, status, &cached, qrpc__io_more_queued(n));
+    qrpc__conn_job_done(conn);
+    qrpc__conn_reply(conn, job->msg.stream, status, &cached, qrpc__io_more_queued(n));
     work_free_job(job);
+    qrpc__conn_unref(conn);
     return false;
 }
 
