@@ -13,7 +13,7 @@
  * that would block leaves the writer role to the node's loop (io.c),
  * which resumes on EPOLLOUT.  No thread is ever created per message.
  * Senders that know more is coming (an asynchronous call behind others,
- * the replies to one read's requests) queue without writing, and one
+ * a reply while requests wait to run) queue without writing, and one
  * sendmsg then carries them all.
  *
  * Failure honesty: the writer marks a request sent (under the lock of the
@@ -169,11 +169,6 @@ void qrpc__conn_unref(qrpc__conn *c)
     pthread_mutex_destroy(&c->io_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
-}
-
-int qrpc__conn_fd(const qrpc__conn *c)
-{
-    return c->fd;
 }
 
 bool qrpc__conn_dead(const qrpc__conn *c)

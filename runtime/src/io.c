@@ -11,8 +11,8 @@
  * peers (a timerfd).
  *
  * Handlers run concurrently as they did on a worker pool: a read that
- * brought several requests keeps a share for its thread and queues the
- * rest for the pool threads that are idle.  When every pool thread is
+ * brought several requests keeps the first for its thread and queues the
+ * rest, each for the first pool thread free.  When every pool thread is
  * running a handler, nobody would read: then the standby thread (the old
  * "I/O thread") takes over the loop, reading and queueing requests but
  * never running them, so that replies to a handler's own calls, pings,

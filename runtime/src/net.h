@@ -160,9 +160,6 @@ void qrpc__io_flush_later(qrpc_node *n, qrpc__conn *c);
 /* Makes the loop recompute its timeout (a nearer deadline appeared). */
 void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns);
 
-/* The socket of c (for epoll). */
-int qrpc__conn_fd(const qrpc__conn *c);
-
 /* ---- the TCP transport (tcp.c) ------------------------------------------------ */
 
 extern const qrpc__tran qrpc__tran_tcp;

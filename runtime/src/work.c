@@ -31,17 +31,28 @@ typedef struct work_resp {
     qrpc__dedup_ticket ticket;
 } work_resp;
 
-static void work_respond(void *ctx, int status, qrpc_buf *results)
+/*
+ * A request's outcome, now or later (a channel): the reply cache learns
+ * it, the request stops counting against max_inflight before its reply
+ * goes out (a caller that sends its next call on seeing the reply must
+ * find the room free), and the reply is queued (results taken).
+ */
+static void work_answer(const work_resp *wr, int status, qrpc_buf *results, bool later)
 {
-    work_resp *wr = ctx;
-
     if (wr->dedup != NULL)
         qrpc__dedup_done(wr->dedup, wr->ticket, status, results->data, results->len);
     qrpc__conn_job_done(wr->conn);
     if (wr->flags & QRPC_METHOD_ONEWAY)
         qrpc_buf_free(results);
     else
-        qrpc__conn_reply(wr->conn, wr->stream, status, results, false);
+        qrpc__conn_reply(wr->conn, wr->stream, status, results, later);
+}
+
+static void work_respond(void *ctx, int status, qrpc_buf *results)
+{
+    work_resp *wr = ctx;
+
+    work_answer(wr, status, results, false);
     qrpc__conn_unref(wr->conn);
 }
 
@@ -72,6 +83,7 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc__conn *conn = job->conn;
+    work_resp wr = { conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
     qrpc_buf cached = { NULL, 0, 0 };
     uint64_t now = job->recv_ns;
     int status = 0;
@@ -105,8 +117,7 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
         status = QRPC_EBUSY;
         break;
     }
-    qrpc__conn_job_done(conn);
-    qrpc__conn_reply(conn, job->msg.stream, status, &cached, qrpc__io_more_queued(n));
+    work_answer(&wr, status, &cached, qrpc__io_more_queued(n));
     work_free_job(job);
     qrpc__conn_unref(conn);
     return false;
@@ -149,24 +160,16 @@ void qrpc__work_run(qrpc_node *n, qrpc__job *job)
         free(job);
         return;
     }
-    if (wr.dedup != NULL)
-        qrpc__dedup_done(wr.dedup, wr.ticket, status, results.data, results.len);
-    qrpc__conn_job_done(job->conn);
-    if (h->flags & QRPC_METHOD_ONEWAY)
-        qrpc_buf_free(&results);
-    else
-        /* requests waiting to run: this reply can go out with theirs */
-        qrpc__conn_reply(job->conn, job->msg.stream, status, &results,
-                         qrpc__io_more_queued(n));
+    /* requests waiting to run: this reply can go out with theirs */
+    work_answer(&wr, status, &results, qrpc__io_more_queued(n));
     work_free_job(job);
 }
 
 void qrpc__work_refuse(qrpc__job *job)
 {
+    work_resp wr = { job->conn, job->msg.stream, job->msg.req.flags, NULL, { NULL, NULL } };
     qrpc_buf none = { NULL, 0, 0 };
 
-    qrpc__conn_job_done(job->conn);
-    if (!(job->msg.req.flags & QRPC_METHOD_ONEWAY))
-        qrpc__conn_reply(job->conn, job->msg.stream, QRPC_ECLOSED, &none, false);
+    work_answer(&wr, QRPC_ECLOSED, &none, false);
     work_free_job(job);
 }

@@ -175,6 +175,64 @@ void net_run_latency(void (*call)(void *conn, int32_t k), void *conn, int n, dou
     }
 }
 
+/* ---- the mixed workload's driver --------------------------------------------- */
+
+typedef struct net_streamer {
+    void (*bulk)(void *ctx);
+    void *ctx;
+    atomic_bool started, stop;
+    atomic_uint_least64_t calls;
+} net_streamer;
+
+static void *net_stream_main(void *arg)
+{
+    net_streamer *s = arg;
+
+    atomic_store(&s->started, true);
+    while (!atomic_load(&s->stop)) {
+        s->bulk(s->ctx);
+        atomic_fetch_add(&s->calls, 1);
+    }
+    return NULL;
+}
+
+void net_run_mixed(const char *system, void (*bulk)(void *ctx), void *ctx,
+                   void (*call)(void *conn, int32_t k), void *conn, int n_busy,
+                   double *busy_us, double seconds, net_mixed_out *out)
+{
+    net_streamer s;
+    pthread_t t;
+    uint64_t c0;
+    double start, t0;
+    int i;
+
+    s.bulk = bulk;
+    s.ctx = ctx;
+    atomic_init(&s.started, false);
+    atomic_init(&s.stop, false);
+    atomic_init(&s.calls, 0);
+    bulk(ctx);                          /* warm-up: the server's buffers */
+    if (pthread_create(&t, NULL, net_stream_main, &s) != 0)
+        net_fail(system, "mixed", "cannot start a thread");
+    while (!atomic_load(&s.started))
+        sched_yield();
+    net_sleep(0.005);                   /* the stream is flowing */
+    c0 = atomic_load(&s.calls);
+    start = bench_now();
+    for (i = 0; i < n_busy; i++) {
+        t0 = bench_now();
+        if (t0 - start >= seconds)
+            break;
+        call(conn, i);
+        busy_us[i] = (bench_now() - t0) * 1e6;
+    }
+    out->n_busy = i;
+    out->bulk_seconds = bench_now() - start;
+    out->bulk_calls = atomic_load(&s.calls) - c0;
+    atomic_store(&s.stop, true);
+    pthread_join(t, NULL);
+}
+
 /* ---- the threads workload's driver ------------------------------------------ */
 
 typedef struct net_worker {

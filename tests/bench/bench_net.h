@@ -135,6 +135,15 @@ typedef struct net_caller {
 
 void net_run_threads(const char *system, const net_caller *nc, int nthreads, double warm,
                      double seconds, uint64_t *calls, double *elapsed);
+/*
+ * The mixed workload's measurement under transfer: after one bulk(ctx) of
+ * warm-up, a thread calls bulk(ctx) back to back while this one makes up
+ * to n_busy calls call(conn, i) for at most `seconds`; fills busy_us
+ * (us each) and out's n_busy, bulk_calls and bulk_seconds.
+ */
+void net_run_mixed(const char *system, void (*bulk)(void *ctx), void *ctx,
+                   void (*call)(void *conn, int32_t k), void *conn, int n_busy,
+                   double *busy_us, double seconds, net_mixed_out *out);
 /* The latency workload: n calls call(conn, i), one at a time; us[i] is
  * call i's round trip in us. */
 void net_run_latency(void (*call)(void *conn, int32_t k), void *conn, int n, double *us);

@@ -278,7 +278,7 @@ static void bare_threads(int nthreads, double warm, double seconds, uint64_t *ca
     net_run_threads("bare", &bare_caller, nthreads, warm, seconds, calls, elapsed);
 }
 
-static atomic_bool bare_stop;   /* the pipelined and mixed workloads' */
+static atomic_bool bare_stop;   /* the pipelined workload's */
 
 /* ---- pipelined: a writer and a reader thread on one connection ------------- */
 
@@ -459,64 +459,31 @@ static void bare_bulk(size_t size, int min_calls, double seconds, uint64_t *call
 
 /* ---- mixed: small calls while a second connection streams ------------------ */
 
-typedef struct bare_streamer {
+typedef struct bare_stream {
     int fd;
     size_t size;
     const uint8_t *msg;
-    atomic_bool started;
-    atomic_uint_least64_t calls;
-} bare_streamer;
+} bare_stream;
 
-static void *bare_stream_main(void *arg)
+static void bare_stream_call(void *ctx)
 {
-    bare_streamer *s = arg;
+    bare_stream *s = ctx;
 
-    atomic_store(&s->started, true);
-    while (!atomic_load(&bare_stop)) {
-        bare_bulk_call(s->fd, s->msg, s->size);
-        atomic_fetch_add(&s->calls, 1);
-    }
-    return NULL;
+    bare_bulk_call(s->fd, s->msg, s->size);
 }
 
 static void bare_mixed(int n_idle, double *idle_us, int n_busy, double *busy_us,
                        double seconds, size_t bulk_size, net_mixed_out *out)
 {
-    bare_streamer s;
-    pthread_t t;
-    uint64_t c0;
-    double start, t0;
-    int i;
+    bare_stream s;
 
     bare_latency(n_idle, idle_us);
     out->n_idle = n_idle;
-
     s.size = bulk_size;
     s.msg = bare_message(bulk_size);
     s.fd = bare_connect((uint32_t)bulk_size);
-    atomic_init(&s.started, false);
-    atomic_init(&s.calls, 0);
-    bare_bulk_call(s.fd, s.msg, s.size);        /* warm-up: the server's buffer */
-    atomic_store(&bare_stop, false);
-    if (pthread_create(&t, NULL, bare_stream_main, &s) != 0)
-        net_fail("bare", "mixed", "cannot start a thread");
-    while (!atomic_load(&s.started))
-        sched_yield();
-    net_sleep(0.005);                  /* the stream is flowing */
-    c0 = atomic_load(&s.calls);
-    start = bench_now();
-    for (i = 0; i < n_busy; i++) {
-        t0 = bench_now();
-        if (t0 - start >= seconds)
-            break;
-        bare_add(bare_small, i, 1);
-        busy_us[i] = (bench_now() - t0) * 1e6;
-    }
-    out->n_busy = i;
-    out->bulk_seconds = bench_now() - start;
-    out->bulk_calls = atomic_load(&s.calls) - c0;
-    atomic_store(&bare_stop, true);
-    pthread_join(t, NULL);
+    net_run_mixed("bare", bare_stream_call, &s, bare_thread_call,
+                  (void *)(intptr_t)bare_small, n_busy, busy_us, seconds, out);
     close(s.fd);
     free((void *)s.msg);
 }

@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -196,7 +195,7 @@ static void qrpc_threads(int nthreads, double warm, double seconds, uint64_t *ca
     net_run_threads("qrpc", &qrpc_caller, nthreads, warm, seconds, calls, elapsed);
 }
 
-static atomic_bool qrpc_stop;   /* the pipelined and mixed workloads' */
+static atomic_bool qrpc_stop;   /* the pipelined workload's */
 
 /* ---- pipelined: async calls, a window of them in flight ----------------------------- */
 
@@ -344,61 +343,22 @@ static void qrpc_bulk(size_t size, int min_calls, double seconds, uint64_t *call
 
 /* ---- mixed: small calls while another thread streams on the same client -------- */
 
-typedef struct qrpc_streamer {
-    qrpc_bytes msg;
-    atomic_bool started;
-    atomic_uint_least64_t calls;
-} qrpc_streamer;
-
-static void *qrpc_stream_main(void *arg)
+static void qrpc_stream_call(void *ctx)
 {
-    qrpc_streamer *s = arg;
-
-    atomic_store(&s->started, true);
-    while (!atomic_load(&qrpc_stop)) {
-        qrpc_bulk_call(&s->msg);
-        atomic_fetch_add(&s->calls, 1);
-    }
-    return NULL;
+    qrpc_bulk_call(ctx);
 }
 
 static void qrpc_mixed(int n_idle, double *idle_us, int n_busy, double *busy_us,
                        double seconds, size_t bulk_size, net_mixed_out *out)
 {
-    qrpc_streamer s;
-    pthread_t t;
-    uint64_t c0;
-    double start, t0;
-    int i;
+    qrpc_bytes msg;
 
     qrpc_latency(n_idle, idle_us);
     out->n_idle = n_idle;
-
-    qrpc_message(&s.msg, bulk_size);
-    atomic_init(&s.started, false);
-    atomic_init(&s.calls, 0);
-    qrpc_bulk_call(&s.msg);             /* warm-up */
-    atomic_store(&qrpc_stop, false);
-    if (pthread_create(&t, NULL, qrpc_stream_main, &s) != 0)
-        net_fail("qrpc", "mixed", "cannot start a thread");
-    while (!atomic_load(&s.started))
-        sched_yield();
-    net_sleep(0.005);                  /* the stream is flowing */
-    c0 = atomic_load(&s.calls);
-    start = bench_now();
-    for (i = 0; i < n_busy; i++) {
-        t0 = bench_now();
-        if (t0 - start >= seconds)
-            break;
-        qrpc_add(i, 1);
-        busy_us[i] = (bench_now() - t0) * 1e6;
-    }
-    out->n_busy = i;
-    out->bulk_seconds = bench_now() - start;
-    out->bulk_calls = atomic_load(&s.calls) - c0;
-    atomic_store(&qrpc_stop, true);
-    pthread_join(t, NULL);
-    qrpc_bytes_free(&s.msg);
+    qrpc_message(&msg, bulk_size);
+    net_run_mixed("qrpc", qrpc_stream_call, &msg, qrpc_thread_call, NULL, n_busy, busy_us,
+                  seconds, out);
+    qrpc_bytes_free(&msg);
 }
 
 const net_sys net_qrpc = {

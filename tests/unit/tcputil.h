@@ -564,6 +564,23 @@ static inline bool tsrv_log_wait(const tsrv *s, const char *needle, unsigned ms)
 
 /* ---- raw sockets --------------------------------------------------------------- */
 
+/* A socket bound to 127.0.0.1 on a free port, which *port receives. */
+static inline int raw_bind_loopback(int *port)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert(fd >= 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
 /* A blocking TCP connection to 127.0.0.1:port; fails the test if refused. */
 static inline int raw_connect(int port)
 {
