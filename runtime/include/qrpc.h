@@ -89,6 +89,12 @@ typedef struct qrpc_node_config {
                                            reply keeps the CPU, yielding,
                                            before it sleeps
                                            (0: 50; -1: never) [-1, 100000] */
+    int32_t retry_ms;                   /* how long a call's first attempt waits
+                                           for its reply before the request is
+                                           sent again (same sequence number);
+                                           each later attempt waits twice as
+                                           long (0: 1000; -1: never send a
+                                           request twice) [-1, 3600000] */
     void (*log)(void *arg, const char *line);   /* NULL: lines go to stderr */
     void *log_arg;
 } qrpc_node_config;
@@ -121,6 +127,23 @@ const char *qrpc_node_address(const qrpc_node *n);
  * itself.  NULL is ignored.
  */
 void qrpc_node_destroy(qrpc_node *n);
+
+/*
+ * What a node has counted since it was created (qrpc_node_get_stats()).
+ * The first two are about its clients' calls, the others about the calls
+ * it serves.
+ */
+typedef struct qrpc_node_stats {
+    uint64_t calls;             /* remote calls started by its clients */
+    uint64_t retransmissions;   /* requests its clients sent again (qrpc(3), RETRANSMISSION) */
+    uint64_t duplicates;        /* requests answered from the reply cache, or
+                                   with the result of the run they duplicated */
+    uint64_t refused;           /* retransmissions refused without running:
+                                   QRPC_EUNKNOWN or QRPC_ESTALE answers */
+} qrpc_node_stats;
+
+/* Fills *out with n's counters (a snapshot; each counter is exact). */
+void qrpc_node_get_stats(const qrpc_node *n, qrpc_node_stats *out);
 
 /* ---- serving ------------------------------------------------------------- */
 

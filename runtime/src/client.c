@@ -6,6 +6,19 @@
  * client's destination (transport.h): "local", or the TCP FrontEnd of a
  * "host:port" that every client of that address shares.
  *
+ * A remote call may be sent more than once (qrpc(3), RETRANSMISSION):
+ * when an attempt gets no reply within its wait (retry_ms, doubling), or
+ * its connection breaks after the request may have gone out, the same
+ * request -- same client id and sequence number, flagged RETRY and naming
+ * the server incarnation its first copy reached -- is sent again, after a
+ * backoff when the connection broke, until the call's deadline.  The
+ * server's reply cache makes the copies run at most once.  A call none of
+ * whose copies can have been sent fails at once with QRPC_EUNAVAILABLE
+ * instead: the caller may safely try again.  Retransmissions are sent by
+ * one thread per node (started on first need), since sending may mean
+ * dialling, which blocks; the known cost is that a dial that hangs (up to
+ * its limit in tcp.c) holds back the node's other retransmissions.
+ *
  * Client ids are drawn here too: a random 64-bit base per process
  * incarnation plus a counter, so that the server's reply cache can key on
  * them across restarts.  Every call reports its outcome to its client's
@@ -150,6 +163,39 @@ uint64_t qrpc_client_id(const qrpc_client *c)
 
 /* ---- calls -------------------------------------------------------------- */
 
+/* The first wait of a retransmission after a broken connection, and its cap. */
+#define CLIENT_BACKOFF_NS   (5u * 1000000u)
+#define CLIENT_BACKOFF_MAX  (1000u * 1000000u)
+
+/*
+ * One remote call across its attempts.  Its blob holds the encoded
+ * arguments; the op is the blob's first member and goes with its last
+ * reference: the call's own (dropped when it completes) and one per
+ * message that carries the arguments.
+ */
+typedef struct client_op {
+    qrpc__blob blob;            /* first: see above */
+    qrpc_client *client;
+    qrpc__call call;            /* what each attempt sends; call.arg is the op */
+    qrpc__attempt att;          /* how the last attempt ended */
+    qrpc_done_fn done;          /* the caller's completion */
+    void (*fn)(void);
+    void *arg;
+    uint64_t wait_ns;           /* the next attempt's wait for its reply */
+    uint64_t backoff_ns;        /* before the next retransmission after a break */
+    uint64_t when_ns;           /* while queued: when to send again */
+    bool maybe_ran;             /* some attempt may have reached a server */
+    struct client_op *next;     /* the retry queue */
+} client_op;
+
+typedef struct qrpc__retryq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* on CLOCK_MONOTONIC */
+    client_op *head;            /* by when_ns */
+    bool started, stopping;
+    pthread_t thread;
+} qrpc__retryq;
+
 /* Fills what both kinds of call share; the deadline starts now. */
 static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
                             qrpc__call *call)
@@ -168,6 +214,7 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
     timeout = atomic_load_explicit(&c->timeout_ms, memory_order_relaxed);
     if (timeout == 0)
         timeout = c->node->cfg.timeout_ms;
+    memset(call, 0, sizeof *call);
     call->svc = &c->key;
     call->method = method;
     call->flags = m->flags;
@@ -179,8 +226,319 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
     now = qrpc__now_ns(c->node);
     call->deadline_ns = now > UINT64_MAX - timeout ? UINT64_MAX : now + timeout;
     call->args = args;
-    call->reply = NULL;
     return 0;
+}
+
+static void client_op_free(qrpc__blob *b)
+{
+    free(b);                    /* the op: its first member */
+}
+
+/*
+ * The op of a remote call; takes args' storage (on error too: the
+ * caller frees args in every case anyway).  NULL: out of memory.
+ */
+static client_op *client_op_new(qrpc_client *c, qrpc__call *call, qrpc_done_fn done,
+                                void (*fn)(void), void *arg)
+{
+    client_op *op = malloc(sizeof *op);
+    int32_t retry_ms = c->node->cfg.retry_ms;
+
+    if (op == NULL)
+        return NULL;
+    atomic_init(&op->blob.refs, 1);
+    op->blob.data = call->args->data;
+    op->blob.len = (uint32_t)call->args->len;
+    op->blob.free_fn = client_op_free;
+    call->args->data = NULL;
+    call->args->len = call->args->cap = 0;
+    op->client = c;
+    op->call = *call;
+    op->call.args = NULL;
+    op->call.blob = &op->blob;
+    op->call.att = &op->att;
+    op->call.arg = op;
+    memset(&op->att, 0, sizeof op->att);
+    op->done = done;
+    op->fn = fn;
+    op->arg = arg;
+    op->wait_ns = retry_ms < 0 ? 0 : (uint64_t)retry_ms * 1000000u;
+    op->backoff_ns = CLIENT_BACKOFF_NS;
+    op->when_ns = 0;
+    op->maybe_ran = false;
+    op->next = NULL;
+    return op;
+}
+
+/* Sets the attempt's own deadline from wait_ns (0: none but the call's). */
+static void client_op_arm(client_op *op, uint64_t now)
+{
+    op->call.attempt_ns = op->wait_ns == 0 || now > UINT64_MAX - op->wait_ns
+                          ? 0 : now + op->wait_ns;
+}
+
+/*
+ * The call's outcome: its sequence number is done (so the next request
+ * acknowledges it), the caller learns it, and the op drops its reference.
+ */
+static void client_op_finish(client_op *op, int status, qrpc_reader *results)
+{
+    /*
+     * A retransmission that did not run ("not here", busy, closing)
+     * says nothing about the copies before it: the call may have run.
+     * QRPC_ETIMEDOUT already says as much.
+     */
+    if (op->call.retry && status < 0 && status != QRPC_ETIMEDOUT)
+        status = QRPC_EUNKNOWN;
+    qrpc__acks_done(&op->client->acks, op->call.seq);
+    op->done(status, results, op->fn, op->arg);
+    qrpc__blob_unref(&op->blob);
+}
+
+static void *client_retry_main(void *arg);
+
+/* Queues op to be sent again at when_ns; completes it if the node stops. */
+static void client_op_queue(client_op *op, uint64_t when_ns)
+{
+    qrpc__retryq *q = op->client->node->retry;
+    client_op **pp;
+    int rc = 0;
+
+    op->when_ns = when_ns;
+    pthread_mutex_lock(&q->lock);
+    if (q->stopping) {
+        rc = QRPC_ECLOSED;
+    } else if (!q->started) {
+        if (pthread_create(&q->thread, NULL, client_retry_main, op->client->node) == 0)
+            q->started = true;
+        else
+            rc = QRPC_ENOMEM;
+    }
+    if (rc == 0) {
+        for (pp = &q->head; *pp != NULL && (*pp)->when_ns <= when_ns; pp = &(*pp)->next)
+            ;
+        op->next = *pp;
+        *pp = op;
+        if (q->head == op)
+            pthread_cond_signal(&q->cond);
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (rc != 0)
+        client_op_finish(op, rc == QRPC_ECLOSED ? QRPC_ECLOSED : QRPC_EUNKNOWN, NULL);
+}
+
+/* The next backoff: doubled up to its cap, taken with jitter in [b/2, b). */
+static uint64_t client_op_backoff(client_op *op)
+{
+    uint64_t b = op->backoff_ns, r;
+
+    op->backoff_ns = b * 2 > CLIENT_BACKOFF_MAX ? CLIENT_BACKOFF_MAX : b * 2;
+    r = (op->call.seq ^ (uint64_t)(uintptr_t)op) * 0x9e3779b97f4a7c15u;
+    return b / 2 + (r >> 33) % (b / 2 + 1);
+}
+
+/*
+ * An attempt ended (the transport's done, on whatever thread completes
+ * it): a reply or a final error completes the call; an attempt that may
+ * have reached the server and got no reply is sent again while the
+ * deadline allows.
+ */
+static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(void),
+                                   void *arg)
+{
+    client_op *op = arg;
+    const qrpc__attempt *a = &op->att;
+    qrpc_node *n = op->client->node;
+    bool idem = (op->call.flags & QRPC_METHOD_IDEMPOTENT) != 0;
+    uint64_t now;
+
+    (void)fn;
+    if (!a->expired && !a->broken) {            /* an answer, or oneway handed over */
+        now = status == QRPC_EBUSY && op->call.retry ? qrpc__now_ns(n) : UINT64_MAX;
+        /*
+         * A copy turned away because the server is busy (its reply cache
+         * full of waiting copies, say) says nothing of the first, which
+         * may still be running there: ask again later.
+         */
+        if (now < op->call.deadline_ns)
+            client_op_queue(op, now + client_op_backoff(op));
+        else
+            client_op_finish(op, status, results);
+        return;
+    }
+    /*
+     * An expired request may still be queued and go out later, so it
+     * counts as sent.  The first copy that may have arrived fixes the
+     * incarnation every retransmission names.
+     */
+    if ((a->sent || a->expired) && !op->maybe_ran) {
+        op->maybe_ran = true;
+        op->call.incarnation = a->peer_incarnation;
+    }
+    now = qrpc__now_ns(n);
+    if (status == QRPC_ECLOSED || n->cfg.retry_ms < 0 || !op->maybe_ran) {
+        client_op_finish(op, status, NULL);     /* closing; no retries; never sent */
+        return;
+    }
+    if (now >= op->call.deadline_ns) {
+        client_op_finish(op, a->expired ? QRPC_ETIMEDOUT : QRPC_EUNKNOWN, NULL);
+        return;
+    }
+    if (!idem && op->call.incarnation == 0) {
+        /* which server may have it is unknown: no server would run a copy */
+        client_op_finish(op, QRPC_EUNKNOWN, NULL);
+        return;
+    }
+    if (a->expired) {
+        op->wait_ns = op->wait_ns > UINT64_MAX / 2 ? UINT64_MAX : op->wait_ns * 2;
+        client_op_queue(op, now);
+    } else {
+        client_op_queue(op, now + client_op_backoff(op));
+    }
+}
+
+/* Sends op again (the retry thread). */
+static void client_op_resend(client_op *op)
+{
+    qrpc_node *n = op->client->node;
+    uint64_t now = qrpc__now_ns(n);
+    int rc;
+
+    if (now >= op->call.deadline_ns) {
+        client_op_finish(op, QRPC_EUNKNOWN, NULL);
+        return;
+    }
+    op->call.retry = true;
+    op->call.acked = qrpc__acks_watermark(&op->client->acks);
+    memset(&op->att, 0, sizeof op->att);
+    client_op_arm(op, now);
+    atomic_fetch_add_explicit(&n->st_retransmissions, 1, memory_order_relaxed);
+    rc = qrpc__fe_call(op->client->fe, &op->call);
+    if (rc == 0)
+        return;                 /* op may be complete and gone already */
+    if (rc == QRPC_EUNAVAILABLE && qrpc__now_ns(n) < op->call.deadline_ns)
+        client_op_queue(op, qrpc__now_ns(n) + client_op_backoff(op));   /* no connection yet */
+    else
+        client_op_finish(op, rc, NULL);
+}
+
+static void *client_retry_main(void *arg)
+{
+    qrpc_node *n = arg;
+    qrpc__retryq *q = n->retry;
+    client_op *op;
+
+    pthread_mutex_lock(&q->lock);
+    while (!q->stopping) {
+        uint64_t now = qrpc__now_ns(n);
+
+        op = q->head;
+        if (op == NULL) {
+            pthread_cond_wait(&q->cond, &q->lock);
+        } else if (op->when_ns > now) {
+            struct timespec ts;
+            uint64_t t, wait = op->when_ns - now;
+
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + wait;
+            ts.tv_sec = (time_t)(t / 1000000000u);
+            ts.tv_nsec = (long)(t % 1000000000u);
+            pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+        } else {
+            q->head = op->next;
+            pthread_mutex_unlock(&q->lock);
+            client_op_resend(op);
+            pthread_mutex_lock(&q->lock);
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+int qrpc__retry_init(qrpc_node *n)
+{
+    qrpc__retryq *q = calloc(1, sizeof *q);
+    pthread_condattr_t ca;
+
+    if (q == NULL)
+        return QRPC_ENOMEM;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_mutex_init(&q->lock, NULL) != 0 || pthread_cond_init(&q->cond, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        free(q);
+        return QRPC_ENOMEM;
+    }
+    pthread_condattr_destroy(&ca);
+    n->retry = q;
+    return 0;
+}
+
+void qrpc__retry_stop(qrpc_node *n)
+{
+    qrpc__retryq *q = n->retry;
+    client_op *list, *op;
+    bool started;
+
+    pthread_mutex_lock(&q->lock);
+    q->stopping = true;
+    started = q->started;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+    if (started)
+        pthread_join(q->thread, NULL);
+    pthread_mutex_lock(&q->lock);
+    list = q->head;
+    q->head = NULL;
+    q->started = false;
+    pthread_mutex_unlock(&q->lock);
+    while ((op = list) != NULL) {
+        list = op->next;
+        client_op_finish(op, QRPC_ECLOSED, NULL);
+    }
+}
+
+void qrpc__retry_fini(qrpc_node *n)
+{
+    qrpc__retryq *q = n->retry;
+
+    if (q == NULL)
+        return;
+    pthread_cond_destroy(&q->cond);
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+    n->retry = NULL;
+}
+
+/*
+ * Starts a call: "local" runs it on this thread (never more than once,
+ * nothing to retransmit); a remote one gets an op.  On 0 done runs exactly
+ * once; otherwise it does not, and args has been freed or is the
+ * caller's to free.
+ */
+static int client_start(qrpc_client *c, qrpc__call *call, qrpc_done_fn done,
+                        void (*fn)(void), void *arg)
+{
+    client_op *op;
+    int rc;
+
+    if (c->fe == &c->node->local) {
+        call->done = done;
+        call->fn = fn;
+        call->arg = arg;
+        return qrpc__fe_call(c->fe, call);
+    }
+    op = client_op_new(c, call, done, fn, arg);
+    if (op == NULL)
+        return QRPC_ENOMEM;
+    op->call.done = client_op_attempt_done;
+    op->call.fn = NULL;
+    client_op_arm(op, qrpc__now_ns(c->node));
+    atomic_fetch_add_explicit(&c->node->st_calls, 1, memory_order_relaxed);
+    rc = qrpc__fe_call(c->fe, &op->call);
+    if (rc != 0)
+        qrpc__blob_unref(&op->blob);    /* the arguments go with it */
+    return rc;
 }
 
 /*
@@ -196,8 +554,6 @@ typedef struct client_sync {
     pthread_cond_t cond;
     int status;
     atomic_bool done;
-    qrpc_client *client;
-    uint64_t seq;
 } client_sync;
 
 static void client_sync_done(int status, qrpc_reader *results,
@@ -207,7 +563,6 @@ static void client_sync_done(int status, qrpc_reader *results,
 
     (void)results;              /* already in the caller's reply buffer */
     (void)fn;
-    qrpc__acks_done(&w->client->acks, w->seq);
     pthread_mutex_lock(&w->lock);
     w->status = status;
     atomic_store_explicit(&w->done, true, memory_order_release);
@@ -215,9 +570,37 @@ static void client_sync_done(int status, qrpc_reader *results,
     pthread_mutex_unlock(&w->lock);
 }
 
+/* A local call's completion: its outcome is known, then the caller's runs. */
+typedef struct client_local {
+    qrpc_client *client;
+    uint64_t seq;
+    qrpc_done_fn done;
+    void (*fn)(void);
+    void *arg;
+} client_local;
+
+static void client_local_done(int status, qrpc_reader *results, void (*fn)(void), void *arg)
+{
+    client_local *cl = arg;
+
+    (void)fn;
+    qrpc__acks_done(&cl->client->acks, cl->seq);
+    cl->done(status, results, cl->fn, cl->arg);
+}
+
+static void client_local_async_done(int status, qrpc_reader *results, void (*fn)(void),
+                                    void *arg)
+{
+    client_local cl = *(client_local *)arg;
+
+    free(arg);
+    client_local_done(status, results, fn, &cl);
+}
+
 int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
 {
     client_sync w;
+    client_local cl;
     qrpc__call call;
     int rc;
 
@@ -241,16 +624,19 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     } else {
         call.reply = reply;
     }
-    w.client = c;
-    w.seq = call.seq;
     w.status = QRPC_EUNKNOWN;
     atomic_init(&w.done, false);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    call.done = client_sync_done;
-    call.fn = NULL;
-    call.arg = &w;
-    rc = qrpc__fe_call(c->fe, &call);
+    cl.client = c;
+    cl.seq = call.seq;
+    cl.done = client_sync_done;
+    cl.fn = NULL;
+    cl.arg = &w;
+    if (c->fe == &c->node->local)
+        rc = client_start(c, &call, client_local_done, NULL, &cl);
+    else                        /* the op reports the outcome itself */
+        rc = client_start(c, &call, client_sync_done, NULL, &w);
     if (rc != 0)
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
     if (rc == 0) {
@@ -275,30 +661,11 @@ out:
     return rc;
 }
 
-/* An asynchronous call's completion, which first reports its outcome. */
-typedef struct client_async {
-    qrpc_client *client;
-    uint64_t seq;
-    qrpc_done_fn done;
-    void (*fn)(void);
-    void *arg;
-} client_async;
-
-static void client_async_done(int status, qrpc_reader *results, void (*fn)(void), void *arg)
-{
-    client_async ca = *(client_async *)arg;
-
-    (void)fn;
-    free(arg);
-    qrpc__acks_done(&ca.client->acks, ca.seq);
-    ca.done(status, results, ca.fn, ca.arg);
-}
-
 int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
                     qrpc_done_fn done, void (*fn)(void), void *arg)
 {
     qrpc__call call;
-    client_async *ca = NULL;
+    client_local *cl = NULL;
     int rc;
 
     if (args == NULL)
@@ -306,24 +673,25 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
     rc = done != NULL ? client_call_init(c, method, args, &call) : QRPC_EINVAL;
     if (rc != 0)
         goto out;
-    ca = malloc(sizeof *ca);
-    if (ca == NULL) {
-        qrpc__acks_done(&c->acks, call.seq);
-        rc = QRPC_ENOMEM;
-        goto out;
+    if (c->fe != &c->node->local) {
+        rc = client_start(c, &call, done, fn, arg);
+    } else {
+        /* a channel may answer a local call later: its record must outlive this frame */
+        cl = malloc(sizeof *cl);
+        if (cl == NULL) {
+            rc = QRPC_ENOMEM;
+        } else {
+            cl->client = c;
+            cl->seq = call.seq;
+            cl->done = done;
+            cl->fn = fn;
+            cl->arg = arg;
+            rc = client_start(c, &call, client_local_async_done, NULL, cl);
+        }
     }
-    ca->client = c;
-    ca->seq = call.seq;
-    ca->done = done;
-    ca->fn = fn;
-    ca->arg = arg;
-    call.done = client_async_done;
-    call.fn = NULL;
-    call.arg = ca;
-    rc = qrpc__fe_call(c->fe, &call);
     if (rc != 0) {
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
-        free(ca);
+        free(cl);
     }
 
 out:

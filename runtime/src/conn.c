@@ -89,6 +89,7 @@ struct qrpc__conn {
     atomic_uint peer_max_frame;
     atomic_uint peer_max_message;
     atomic_uint peer_max_inflight;
+    atomic_uint_least64_t peer_incarnation;     /* 0 until the HELLO */
 
     /* the send queue: a Treiber stack the writer empties in one exchange */
     _Atomic(qrpc__omsg *) queue;
@@ -123,13 +124,21 @@ static const qrpc__rx_ops conn_rx_ops;
 
 /* ---- references --------------------------------------------------------- */
 
+static void conn_omsg_free(qrpc__omsg *m)
+{
+    if (m->blob != NULL)
+        qrpc__blob_unref(m->blob);      /* body points into it */
+    else
+        free(m->body);
+    free(m);
+}
+
 static void conn_free_list(qrpc__omsg *m)
 {
     while (m != NULL) {
         qrpc__omsg *next = m->next;
 
-        free(m->body);
-        free(m);
+        conn_omsg_free(m);
         m = next;
     }
 }
@@ -144,8 +153,7 @@ static void conn_free_ring(qrpc__conn *c)
     c->ring->next = NULL;       /* break the circle */
     for (; m != NULL; m = next) {
         next = m->next;
-        free(m->body);
-        free(m);
+        conn_omsg_free(m);
     }
     c->ring = NULL;
 }
@@ -304,12 +312,21 @@ static qrpc__pcall *conn_pending_take(qrpc__conn *c, uint32_t stream)
     return pc;
 }
 
+/* How a call ended without a reply, for its attempt record (transport.h). */
+enum { CONN_REPLIED, CONN_EXPIRED, CONN_BROKEN };
+
 /* Completes a call and frees it.  body (malloc'd, may be NULL) is taken. */
 static void conn_complete(qrpc__conn *c, qrpc__pcall *pc, int status,
-                          uint8_t *body, uint32_t len)
+                          uint8_t *body, uint32_t len, int how)
 {
     qrpc_reader r;
 
+    if (pc->att != NULL && how != CONN_REPLIED) {
+        pc->att->sent = pc->sent;
+        pc->att->expired = how == CONN_EXPIRED;
+        pc->att->broken = how == CONN_BROKEN;
+        pc->att->peer_incarnation = atomic_load(&c->peer_incarnation);
+    }
     if (status != 0) {
         free(body);
         pc->done(status, NULL, pc->fn, pc->arg);
@@ -367,7 +384,8 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
     pthread_mutex_unlock(&c->lock);
     for (pc = list; pc != NULL; pc = next) {
         next = pc->hnext;
-        conn_complete(c, pc, pc->sent ? may_have_run : QRPC_EUNAVAILABLE, NULL, 0);
+        conn_complete(c, pc, pc->sent ? may_have_run : QRPC_EUNAVAILABLE, NULL, 0,
+                      CONN_BROKEN);
     }
 }
 
@@ -489,8 +507,7 @@ static void conn_ring_remove(qrpc__conn *c, qrpc__omsg *m)
         if (c->ring == m)
             c->ring = prev;
     }
-    free(m->body);
-    free(m);
+    conn_omsg_free(m);
 }
 
 /*
@@ -771,14 +788,15 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     qrpc__reqhdr h;
     qrpc__pcall *pc = NULL;
     qrpc__omsg *m;
-    uint64_t now, left_ms;
+    uint64_t now, left_ms, wake;
     bool oneway = (call->flags & QRPC_METHOD_ONEWAY) != 0;
     bool later = false;
+    uint32_t body_len = call->blob != NULL ? call->blob->len : (uint32_t)call->args->len;
     int rc;
 
     if (call->svc->name_len == 0 || call->svc->name_len > QRPC__NAME_MAX)
         return QRPC_EINVAL;
-    if (call->args->len > atomic_load(&c->peer_max_message))
+    if (body_len > atomic_load(&c->peer_max_message))
         return QRPC_ETOOBIG;
     m = conn_omsg(QRPC__F_REQUEST, 0);
     if (m == NULL)
@@ -788,13 +806,14 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     while (m->stream == 0);
     now = qrpc__now_ns(c->node);
     memset(&h, 0, sizeof h);
-    h.body_len = (uint32_t)call->args->len;
+    h.body_len = body_len;
     h.method = call->method;
     h.version = call->svc->version;
-    h.flags = call->flags;
+    h.flags = call->flags | (call->retry ? QRPC__REQ_RETRY : 0);
     h.client_id = call->client_id;
     h.seq = call->seq;
     h.acked = call->acked;
+    h.incarnation = call->retry ? call->incarnation : 0;
     left_ms = call->deadline_ns == UINT64_MAX ? 0
             : call->deadline_ns <= now ? 1 : (call->deadline_ns - now + 999999) / 1000000;
     h.deadline_ms = left_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)left_ms;
@@ -802,19 +821,36 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     memcpy(h.name, call->svc->name, call->svc->name_len);
     m->head_len = QRPC__FRAME_HDR + (uint32_t)qrpc__reqhdr_put(m->head + QRPC__FRAME_HDR, &h);
 
+    /*
+     * Shared arguments are referenced before the call is in the pending
+     * table: from then on another thread may complete it (the connection
+     * fails), and the completion may free the blob's last other holder,
+     * and *call with it.
+     */
+    if (call->blob != NULL) {
+        qrpc__blob_ref(call->blob);
+        m->blob = call->blob;
+        m->body = call->blob->data;
+        m->body_len = call->blob->len;
+    }
     if (!oneway) {
         pc = calloc(1, sizeof *pc);
         if (pc == NULL) {
-            free(m);
+            conn_omsg_free(m);
             return QRPC_ENOMEM;
         }
         pc->stream = m->stream;
         pc->flags = call->flags;
-        pc->deadline_ns = call->deadline_ns;
+        pc->call_deadline_ns = call->deadline_ns;
+        pc->deadline_ns = call->attempt_ns != 0 && call->attempt_ns < call->deadline_ns
+                          ? call->attempt_ns : call->deadline_ns;
+        pc->wait_ns = pc->deadline_ns - now;
+        pc->att = call->att;
         pc->done = call->done;
         pc->fn = call->fn;
         pc->arg = call->arg;
         pc->reply = call->reply;
+        wake = pc->deadline_ns;
         pthread_mutex_lock(&c->lock);
         /* an asynchronous call behind others in flight need not write now */
         later = call->reply == NULL && c->pcount > 0;
@@ -822,16 +858,19 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
         pthread_mutex_unlock(&c->lock);
         if (rc != 0) {
             free(pc);
-            free(m);
+            conn_omsg_free(m);
             return rc;
         }
-        qrpc__io_wake(c->node, pc->deadline_ns);
+        /* pc and (with a blob) *call may be gone from here on */
+        qrpc__io_wake(c->node, wake);
     }
     /* The message takes the argument bytes as they are: no copy. */
-    m->body = call->args->data;
-    m->body_len = (uint32_t)call->args->len;
-    call->args->data = NULL;
-    call->args->len = call->args->cap = 0;
+    if (m->blob == NULL) {
+        m->body = call->args->data;
+        m->body_len = (uint32_t)call->args->len;
+        call->args->data = NULL;
+        call->args->len = call->args->cap = 0;
+    }
     if (later)
         conn_send_later(c, m);
     else
@@ -889,6 +928,7 @@ static int conn_on_hello(void *owner, const qrpc__hello *h)
     atomic_store(&c->peer_max_frame, mf);
     atomic_store(&c->peer_max_message, h->max_message);
     atomic_store(&c->peer_max_inflight, h->max_inflight);     /* not 0: frame.c */
+    atomic_store(&c->peer_incarnation, h->incarnation);
     c->hello_seen = true;
     return 0;
 }
@@ -928,7 +968,8 @@ static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
             free(msg->body);
             return 0;
         }
-        conn_complete(c, pc, conn_sane_status(msg->rep.status), msg->body, msg->body_len);
+        conn_complete(c, pc, conn_sane_status(msg->rep.status), msg->body, msg->body_len,
+                      CONN_REPLIED);
         return 0;
     }
     if (c->role != QRPC__CONN_SERVER) {
@@ -1120,6 +1161,19 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     pthread_mutex_lock(&c->lock);
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
         pc = c->heap[0];
+        if (pc->deadline_ns < pc->call_deadline_ns && pc->wait_ns > 0 &&
+            (atomic_load(&c->writing) != CONN_IDLE || atomic_load(&c->queue) != NULL)) {
+            /*
+             * An attempt's wait ran out while the connection is still
+             * busy writing (a large message, a slow peer): a copy sent
+             * now would only queue behind, so the attempt waits another
+             * round instead.
+             */
+            pc->deadline_ns = now + pc->wait_ns < pc->call_deadline_ns
+                              ? now + pc->wait_ns : pc->call_deadline_ns;
+            conn_heap_down(c, 0);
+            continue;
+        }
         conn_ptab_remove(c, pc);
         conn_heap_remove(c, pc);
         pc->hnext = expired;
@@ -1130,7 +1184,7 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     pthread_mutex_unlock(&c->lock);
     for (pc = expired; pc != NULL; pc = next) {
         next = pc->hnext;
-        conn_complete(c, pc, QRPC_ETIMEDOUT, NULL, 0);
+        conn_complete(c, pc, QRPC_ETIMEDOUT, NULL, 0, CONN_EXPIRED);
     }
     return wake;
 }
@@ -1164,6 +1218,7 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
     atomic_init(&c->peer_max_frame, QRPC__FRAME_MIN);
     atomic_init(&c->peer_max_message, n->cfg.max_message);
     atomic_init(&c->peer_max_inflight, 1);
+    atomic_init(&c->peer_incarnation, 0);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
         return QRPC_ENOMEM;

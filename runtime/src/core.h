@@ -159,7 +159,20 @@ struct qrpc_node {
     int spare_fd;               /* given up when out of descriptors (tcp.c) */
     uint64_t (*now)(void *arg); /* testing.h; NULL: CLOCK_MONOTONIC */
     void *now_arg;
+    struct qrpc__retryq *retry; /* client.c: calls waiting to be sent again */
+    /* qrpc_node_get_stats() */
+    atomic_uint_least64_t st_calls, st_retransmissions, st_duplicates, st_refused;
 };
+
+/*
+ * The queue of calls to be sent again and the thread that sends them
+ * (client.c), started on first use: QRPC_ENOMEM.  stop completes every
+ * call still queued with QRPC_ECLOSED and joins the thread; later
+ * retransmissions complete the same way.  fini frees it.
+ */
+int qrpc__retry_init(qrpc_node *n);
+void qrpc__retry_stop(qrpc_node *n);
+void qrpc__retry_fini(qrpc_node *n);
 
 /* One remote destination's FrontEnd; lives as long as the node. */
 typedef struct qrpc__fe_entry {

@@ -47,8 +47,8 @@
 #define RX_BODY_MIN 256u
 /* Slots of a new stream table; a power of two. */
 #define RX_SLOTS_MIN 16u
-/* Request flags a peer may set: QRPC_METHOD_* of qrpc.h. */
-#define RX_REQ_FLAGS (QRPC_METHOD_IDEMPOTENT | QRPC_METHOD_ONEWAY)
+/* Request flags a peer may set: QRPC_METHOD_* of qrpc.h, and RETRY. */
+#define RX_REQ_FLAGS (QRPC_METHOD_IDEMPOTENT | QRPC_METHOD_ONEWAY | QRPC__REQ_RETRY)
 
 /* ---- little-endian loads and stores --------------------------------------- */
 
@@ -139,9 +139,10 @@ size_t qrpc__reqhdr_put(uint8_t *out, const qrpc__reqhdr *h)
     frame_put64(out + 16, h->client_id);
     frame_put64(out + 24, h->seq);
     frame_put64(out + 32, h->acked);
-    frame_put32(out + 40, h->deadline_ms);
-    frame_put16(out + 44, h->name_len);
-    frame_put16(out + 46, 0);
+    frame_put64(out + 40, h->incarnation);
+    frame_put32(out + 48, h->deadline_ms);
+    frame_put16(out + 52, h->name_len);
+    frame_put16(out + 54, 0);
     memcpy(out + QRPC__REQHDR_FIXED, h->name, h->name_len);
     return QRPC__REQHDR_FIXED + (size_t)h->name_len;
 }
@@ -431,10 +432,11 @@ static int rx_msghdr(qrpc__rx *rx, const uint8_t *h, const char **why)
     m->req.client_id = frame_get64(h + 16);
     m->req.seq = frame_get64(h + 24);
     m->req.acked = frame_get64(h + 32);
-    m->req.deadline_ms = frame_get32(h + 40);
-    m->req.name_len = frame_get16(h + 44);
+    m->req.incarnation = frame_get64(h + 40);
+    m->req.deadline_ms = frame_get32(h + 48);
+    m->req.name_len = frame_get16(h + 52);
     m->body_len = m->req.body_len;
-    if (frame_get16(h + 46) != 0)
+    if (frame_get16(h + 54) != 0)
         return rx_fail(rx, why, "reserved request header field set");
     if (m->req.flags & ~RX_REQ_FLAGS)
         return rx_fail(rx, why, "unknown request flags");

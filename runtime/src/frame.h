@@ -84,12 +84,15 @@ typedef struct qrpc__hello {
 #define QRPC__HELLO_LEN 24u
 
 /*
- * The header at the start of a REQUEST payload (48 + name_len bytes),
+ * The header at the start of a REQUEST payload (56 + name_len bytes),
  * followed by the first bytes of the body (the encoded arguments):
  *   u32 body length (of the whole body, over all frames)
- *   u32 method       u32 version     u32 flags (QRPC_METHOD_* of the call)
+ *   u32 method       u32 version
+ *   u32 flags        (QRPC_METHOD_* of the call, and QRPC__REQ_RETRY)
  *   u64 client id    u64 sequence number
  *   u64 acknowledged (client has the replies to every seq <= this; 0: none)
+ *   u64 incarnation  (of the server a retransmission is addressed to: the
+ *                     one its first transmission reached; 0 otherwise)
  *   u32 deadline     (ms the caller will still wait; 0: no deadline)
  *   u16 name length (1..255)   u16 0 (reserved)
  *   the service name ("bank.Bank"), without NUL
@@ -102,11 +105,19 @@ typedef struct qrpc__reqhdr {
     uint64_t client_id;
     uint64_t seq;
     uint64_t acked;
+    uint64_t incarnation;
     uint32_t deadline_ms;
     uint16_t name_len;
     char name[QRPC__NAME_MAX + 1];      /* NUL-terminated copy */
 } qrpc__reqhdr;
-#define QRPC__REQHDR_FIXED 48u
+#define QRPC__REQHDR_FIXED 56u
+
+/*
+ * A request flag of the wire only, beside QRPC_METHOD_*: this request is
+ * a retransmission of (client id, sequence number).  The server never
+ * runs it unless its incarnation is the one the header names.
+ */
+#define QRPC__REQ_RETRY 0x100u
 
 /*
  * The header at the start of a REPLY payload (8 bytes), followed by the

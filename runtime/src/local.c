@@ -75,12 +75,19 @@ static int local_fe_call(void *fe, const qrpc__call *call)
     req.method = call->method;
     req.client_id = call->client_id;
     req.deadline_ns = call->deadline_ns;
-    req.args = call->args->data;
-    req.args_len = call->args->len;
-    req.args_owned = &call->args->data;
+    if (call->blob != NULL) {   /* shared bytes: borrowed for the dispatch, copied if kept */
+        req.args = call->blob->data;
+        req.args_len = call->blob->len;
+        req.args_owned = NULL;
+    } else {
+        req.args = call->args->data;
+        req.args_len = call->args->len;
+        req.args_owned = &call->args->data;
+    }
     req.resp = &resp;
     status = qrpc__dispatch(n, &req, results);
-    qrpc_buf_free(call->args);
+    if (call->blob == NULL)
+        qrpc_buf_free(call->args);
     if (status == QRPC__DEFERRED)
         return 0;               /* a channel answers it: local_respond */
     if (status == 0) {

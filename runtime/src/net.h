@@ -44,11 +44,14 @@ typedef struct qrpc__conn qrpc__conn;
 typedef struct qrpc__pcall {
     uint32_t stream;
     uint32_t flags;             /* QRPC_METHOD_* */
-    uint64_t deadline_ns;
+    uint64_t deadline_ns;       /* the attempt's (the heap's key) */
+    uint64_t call_deadline_ns;  /* the call's: >= deadline_ns */
+    uint64_t wait_ns;           /* how far an attempt's deadline may be put off */
     qrpc_done_fn done;
     void (*fn)(void);
     void *arg;
     qrpc_buf *reply;            /* qrpc_call(): the caller's buffer */
+    qrpc__attempt *att;         /* told how the call ended without a reply, or NULL */
     /*
      * Set by the writer, under the pending table's lock, before the first
      * write that could carry any of the request's bytes.  A failing
@@ -68,7 +71,8 @@ typedef struct qrpc__omsg {
     /* the first frame's header and message header, ready to write */
     uint8_t head[QRPC__FRAME_HDR + QRPC__REQHDR_FIXED + QRPC__NAME_MAX];
     uint32_t head_len;
-    uint8_t *body;              /* owned; freed with the message */
+    uint8_t *body;              /* owned and freed with the message, unless: */
+    qrpc__blob *blob;           /* not NULL: body is its bytes; a reference is held */
     uint32_t body_len;
     uint32_t body_off;          /* bytes of body put in frames so far */
     uint32_t frames_out;        /* frames built but not yet fully written */

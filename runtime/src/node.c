@@ -28,6 +28,8 @@
 #define NODE_DEDUP_WAITERS        4096u
 #define NODE_DEDUP_ENTRIES        (1u << 18)
 #define NODE_MAX_SPIN_US          100000
+#define NODE_DEFAULT_RETRY_MS     1000
+#define NODE_MAX_RETRY_MS         3600000
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
 static _Noreturn void node_panic(const char *msg)
@@ -48,6 +50,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->stall_timeout_ms = NODE_DEFAULT_STALL_MS;
     cfg->spin_us = NODE_DEFAULT_SPIN_US;
     cfg->lease_ms = NODE_DEFAULT_LEASE_MS;
+    cfg->retry_ms = NODE_DEFAULT_RETRY_MS;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -64,7 +67,8 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         in->max_depth > QRPC__MAX_DEPTH ||
         (in->max_frame != 0 && (in->max_frame < QRPC__FRAME_MIN ||
                                 in->max_frame > QRPC__MAX_FRAME)) ||
-        in->spin_us < -1 || in->spin_us > NODE_MAX_SPIN_US)
+        in->spin_us < -1 || in->spin_us > NODE_MAX_SPIN_US ||
+        in->retry_ms < -1 || in->retry_ms > NODE_MAX_RETRY_MS)
         return QRPC_EINVAL;
     out->listen = in->listen;
     out->log = in->log;
@@ -87,6 +91,8 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         out->spin_us = in->spin_us;
     if (in->lease_ms != 0)
         out->lease_ms = in->lease_ms;
+    if (in->retry_ms != 0)
+        out->retry_ms = in->retry_ms;
     return 0;
 }
 
@@ -163,6 +169,11 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
         rc = QRPC_ENOMEM;
         goto fail_tab;
     }
+    rc = qrpc__retry_init(n);
+    if (rc != 0) {
+        pthread_mutex_destroy(&n->fe_lock);
+        goto fail_tab;
+    }
     if (n->cfg.listen != NULL) {
         rc = node_listen(n);
         if (rc != 0) {
@@ -170,6 +181,7 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
             qrpc__dedup_free(n->dedup);
             if (n->spare_fd >= 0)
                 close(n->spare_fd);
+            qrpc__retry_fini(n);
             pthread_mutex_destroy(&n->fe_lock);
             goto fail_tab;
         }
@@ -209,6 +221,8 @@ void qrpc_node_destroy(qrpc_node *n)
     for (e = n->fes; e != NULL; e = e->next)
         qrpc__fe_close(&e->fe);
     pthread_mutex_unlock(&n->fe_lock);
+    /* calls waiting to be sent again end now, QRPC_ECLOSED */
+    qrpc__retry_stop(n);
     /*
      * Requests being run finish and are answered (the FrontEnds closed
      * above, a handler waiting for a call of its own has its answer:
@@ -244,9 +258,23 @@ void qrpc__node_unref(qrpc_node *n)
     pthread_mutex_destroy(&n->fe_lock);
     if (n->spare_fd >= 0)
         close(n->spare_fd);
+    qrpc__retry_fini(n);
     pthread_mutex_destroy(&n->lock);
     qrpc__rcu_fini(&n->rcu);
     free(n);
+}
+
+void qrpc_node_get_stats(const qrpc_node *n, qrpc_node_stats *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof *out);
+    if (n == NULL)
+        return;
+    out->calls = atomic_load_explicit(&n->st_calls, memory_order_relaxed);
+    out->retransmissions = atomic_load_explicit(&n->st_retransmissions, memory_order_relaxed);
+    out->duplicates = atomic_load_explicit(&n->st_duplicates, memory_order_relaxed);
+    out->refused = atomic_load_explicit(&n->st_refused, memory_order_relaxed);
 }
 
 void qrpc__node_set_clock(qrpc_node *n, uint64_t (*now_ns)(void *arg), void *arg)

@@ -18,12 +18,54 @@
 #ifndef QRPC_TRANSPORT_H
 #define QRPC_TRANSPORT_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
 #include "qrpc.h"
 
 /* Internal: kept out of libqrpc.so's exported symbols. */
 #pragma GCC visibility push(hidden)
 
 struct qrpc__svc_key;
+
+/*
+ * Encoded arguments shared by the attempts of one call and the messages
+ * that carry them: each holder has a reference, and the last one frees
+ * the bytes and then the blob with free_fn (the blob may be the first
+ * member of a larger record, freed with it).
+ */
+typedef struct qrpc__blob {
+    atomic_uint refs;
+    uint8_t *data;              /* malloc'd; NULL when len is 0 */
+    uint32_t len;
+    void (*free_fn)(struct qrpc__blob *b);
+} qrpc__blob;
+
+static inline void qrpc__blob_ref(qrpc__blob *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+static inline void qrpc__blob_unref(qrpc__blob *b)
+{
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(b->data);
+    b->free_fn(b);
+}
+
+/*
+ * How an attempt that got no reply ended, as the transport tells it
+ * before it runs the call's done (which then reads it).  A reply, or a
+ * status the peer sent, sets none of the flags.
+ */
+typedef struct qrpc__attempt {
+    bool sent;                  /* some of the request may have reached the peer */
+    bool expired;               /* its own deadline (attempt_ns) passed */
+    bool broken;                /* the connection failed under it */
+    uint64_t peer_incarnation;  /* the peer's, from its HELLO; 0: not known */
+} qrpc__attempt;
 
 /*
  * One outgoing call as the core hands it to a FrontEnd.  It is borrowed
@@ -38,7 +80,14 @@ typedef struct qrpc__call {
     uint64_t seq;               /* the client's sequence number of this call */
     uint64_t acked;             /* the client's watermark when it was made */
     uint64_t deadline_ns;       /* absolute, on the node's clock */
-    qrpc_buf *args;             /* the encoded arguments (see fe_call) */
+    /* this attempt's own deadline (<= deadline_ns), after which it ends
+     * with QRPC_ETIMEDOUT and att->expired; 0: deadline_ns */
+    uint64_t attempt_ns;
+    bool retry;                 /* a retransmission (QRPC__REQ_RETRY) ... */
+    uint64_t incarnation;       /* ... addressed to this server incarnation */
+    qrpc_buf *args;             /* the encoded arguments (see fe_call), or: */
+    qrpc__blob *blob;           /* not NULL: the arguments, shared (see fe_call) */
+    qrpc__attempt *att;         /* not NULL: told how an attempt without reply ended */
     /*
      * qrpc_call(): the caller's buffer, to receive the results, which
      * stays valid until done has run.  NULL for qrpc_call_async() and
@@ -71,7 +120,9 @@ typedef struct qrpc__fe_ops {
 
     /*
      * fe_call starts call.  On 0 the transport has taken the storage of
-     * *call->args (and left it empty), and runs call->done exactly once,
+     * *call->args (and left it empty) -- or, when call->blob is not NULL,
+     * taken a reference to the blob for as long as it needs the bytes
+     * (args is then not used) -- and runs call->done exactly once,
      * on the calling thread before fe_call returns or later on a thread
      * of its own: with status 0 and a reader over the results, or with a
      * nonzero status and NULL.  When call->reply is not NULL the results

@@ -77,7 +77,9 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
 /*
  * At-most-once: asks the reply cache whether the request runs.  False
  * when it has been answered (or will be, for a duplicate that waits) and
- * must not run; the job is then gone.
+ * must not run; the job is then gone.  A retransmission addressed to
+ * another incarnation (this server was restarted, or is another node)
+ * never runs: its first copy may have run where nothing is remembered.
  */
 static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
@@ -86,17 +88,24 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
     work_resp wr = { conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
     qrpc_buf cached = { NULL, 0, 0 };
     uint64_t now = job->recv_ns;
+    bool retry = (h->flags & QRPC__REQ_RETRY) != 0;
+    qrpc__dedup_verdict v;
     int status = 0;
 
     qrpc__conn_ref(conn);
-    switch (qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, false, now, job,
-                              ticket, &status, &cached)) {
+    if (retry && h->incarnation != n->incarnation)
+        v = QRPC__DEDUP_UNKNOWN;
+    else
+        v = qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, retry, now, job,
+                              ticket, &status, &cached);
+    switch (v) {
     case QRPC__DEDUP_RUN:
         /* the client's state is forgotten a lease after it falls silent */
         qrpc__io_wake(n, now + (uint64_t)n->cfg.lease_ms * 1000000u);
         qrpc__conn_unref(conn);
         return true;
     case QRPC__DEDUP_WAIT:
+        atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
         /*
          * qrpc__work_dedup_answer() has the job now, and may already have
          * answered and freed it on another thread: only conn is ours, by
@@ -106,11 +115,14 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
         qrpc__conn_unref(conn);
         return false;
     case QRPC__DEDUP_REPLY:
+        atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
         break;
     case QRPC__DEDUP_STALE:
+        atomic_fetch_add_explicit(&n->st_refused, 1, memory_order_relaxed);
         status = QRPC_ESTALE;
         break;
     case QRPC__DEDUP_UNKNOWN:
+        atomic_fetch_add_explicit(&n->st_refused, 1, memory_order_relaxed);
         status = QRPC_EUNKNOWN;
         break;
     default:

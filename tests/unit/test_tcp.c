@@ -442,6 +442,20 @@ static void tcli_open(tcli *c, const char *addr)
     tcli_open_cfg(c, addr, &cfg);
 }
 
+/*
+ * A client that sends each request once (retry_ms -1): a call that may
+ * have reached a server that then failed ends at once with QRPC_EUNKNOWN,
+ * which is what the tests of single attempts look at.
+ */
+static void tcli_open_once(tcli *c, const char *addr)
+{
+    qrpc_node_config cfg;
+
+    qrpc_node_config_init(&cfg);
+    cfg.retry_ms = -1;
+    tcli_open_cfg(c, addr, &cfg);
+}
+
 static void tcli_close(tcli *c)
 {
     qrpc_client_destroy(c->k);
@@ -1297,6 +1311,24 @@ static void *sync_fill_thread(void *arg)
     return NULL;
 }
 
+/*
+ * A synchronous fill(KF_BLOCK) on k in a new thread *th (sc its record,
+ * done counted when it ends), and the server killed (SIGKILL) once the
+ * call runs in its handler.
+ */
+static void crash_in_call(tsrv *s, sync_call *sc, qrpc_client *k, tt_count *done,
+                          pthread_t *th)
+{
+    sc->k = k;
+    sc->n = KF_BLOCK;
+    sc->status = -100;
+    sc->done = done;
+    ck_assert_int_eq(pthread_create(th, NULL, sync_fill_thread, sc), 0);
+    tsrv_events(s, "BLOCK", 1, 10000);
+    tsrv_stop(s, SIGKILL, 10000);
+    tsrv_close(s);
+}
+
 typedef struct st_res {
     int status;
     int calls;
@@ -1340,7 +1372,7 @@ START_TEST(tcp_server_killed)
     int i;
 
     tsrv_start(&s, &o);
-    tcli_open(&c, s.addr);
+    tcli_open_once(&c, s.addr);
     tt_count_init(&done);
     /* no call before: a finished call may still count against max_inflight */
 
@@ -1453,7 +1485,7 @@ START_TEST(tcp_kill_under_load)
 
     for (round = 0; round < 10; round++) {
         tsrv_start(&s, &o);
-        tcli_open(&c, s.addr);
+        tcli_open_once(&c, s.addr);
         memset(&KL, 0, sizeof KL);
         KL.k = c.k;
         for (i = 0; i < KL_THREADS; i++)
@@ -1491,7 +1523,7 @@ START_TEST(tcp_reconnect)
     tsrv_start(&s, NULL);
     port = s.port;
     snprintf(addr, sizeof addr, "%s", s.addr);
-    tcli_open(&c, addr);
+    tcli_open_once(&c, addr);
     tt_count_init(&done);
     check_serving(c.k, "first server");
 
@@ -1515,14 +1547,7 @@ START_TEST(tcp_reconnect)
     ck_assert_int_eq(ar.status, 0);
 
     /* a crash with a call in flight, then a third server on the port */
-    sc.k = c.k;
-    sc.n = KF_BLOCK;
-    sc.status = -100;
-    sc.done = &done;
-    ck_assert_int_eq(pthread_create(&th, NULL, sync_fill_thread, &sc), 0);
-    tsrv_events(&s, "BLOCK", 1, 10000);
-    tsrv_stop(&s, SIGKILL, 10000);
-    tsrv_close(&s);
+    crash_in_call(&s, &sc, c.k, &done, &th);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_msg(sc.status == QRPC_EUNKNOWN, "in flight at the crash: %s",
                   qrpc_err_name(sc.status));
@@ -1635,7 +1660,7 @@ enum { F_HELLO = 1, F_REQUEST = 2, F_REPLY = 3, F_DATA = 4, F_PING = 5, F_PONG =
 #define F_END 1u
 #define KNAME "kitchen.Kitchen"
 #define KNAME_LEN 15u
-#define REQ_FIXED 48u
+#define REQ_FIXED 56u
 
 static size_t fr_hdr(uint8_t *p, uint8_t type, uint8_t flags, uint32_t stream, uint32_t len)
 {
@@ -1679,9 +1704,10 @@ static size_t fr_request(uint8_t *p, uint32_t stream, uint8_t flags, uint32_t bo
     le64(m + 16, 0x42);
     le64(m + 24, stream);
     le64(m + 32, 0);
-    le32(m + 40, 0);
-    le16(m + 44, KNAME_LEN);
-    le16(m + 46, 0);
+    le64(m + 40, 0);            /* incarnation: a first transmission */
+    le32(m + 48, 0);
+    le16(m + 52, KNAME_LEN);
+    le16(m + 54, 0);
     memcpy(m + REQ_FIXED, KNAME, KNAME_LEN);
     if (n > 0)
         memcpy(m + REQ_FIXED + KNAME_LEN, body, n);
@@ -1834,6 +1860,35 @@ END_TEST
  * and every reply is duplicated, some held back while later ones pass;
  * each call still runs exactly once, and the caller gets its one answer.
  */
+/*
+ * n_sync pings, then n_async asynchronous ones (results in ar[]), through
+ * k: every one must succeed, the asynchronous ones within wait_ms.
+ */
+static void pings_all_ok(qrpc_client *k, int n_sync, int n_async, st_res *ar, unsigned wait_ms)
+{
+    tt_count done;
+    int i, rc;
+
+    tt_count_init(&done);
+    for (i = 0; i < n_sync; i++) {
+        rc = kitchen_Kitchen_ping(k);
+        ck_assert_msg(rc == 0, "ping %d: %s", i, qrpc_err_name(rc));
+    }
+    for (i = 0; i < n_async; i++) {
+        ar[i].status = -100;
+        ar[i].calls = 0;
+        ar[i].done = &done;
+        ck_assert_int_eq(kitchen_Kitchen_ping_async(k, st_void_cb, &ar[i]), 0);
+    }
+    ck_assert_msg(tt_count_wait(&done, n_async, wait_ms), "only %ld of %d callbacks ran",
+                  tt_count_get(&done), n_async);
+    for (i = 0; i < n_async; i++) {
+        ck_assert_int_eq(ar[i].calls, 1);
+        ck_assert_msg(ar[i].status == 0, "async ping %d: %s", i, qrpc_err_name(ar[i].status));
+    }
+    tt_count_fini(&done);
+}
+
 START_TEST(tcp_at_most_once_dups)
 {
     enum { N_SYNC = 150, N_ASYNC = 150 };
@@ -1843,33 +1898,16 @@ START_TEST(tcp_at_most_once_dups)
     tsrv s;
     tcli direct, c;
     fproxy p;
-    tt_count done;
     st_res ar[N_ASYNC];
     char addr[64];
     const char *stats;
-    int i, ok = 0;
 
     tsrv_start(&s, NULL);
     tcli_open(&direct, s.addr);
     fp_start(&p, s.port, faults);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", p.port);
     tcli_open(&c, addr);
-    tt_count_init(&done);
-    for (i = 0; i < N_SYNC; i++)
-        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
-    for (i = 0; i < N_ASYNC; i++) {
-        ar[i].status = -100;
-        ar[i].calls = 0;
-        ar[i].done = &done;
-        ck_assert_int_eq(kitchen_Kitchen_ping_async(c.k, st_void_cb, &ar[i]), 0);
-    }
-    ck_assert_msg(tt_count_wait(&done, N_ASYNC, 30000), "only %ld of %d callbacks ran",
-                  tt_count_get(&done), N_ASYNC);
-    for (i = 0; i < N_ASYNC; i++) {
-        ck_assert_int_eq(ar[i].calls, 1);
-        ok += ar[i].status == 0;
-    }
-    ck_assert_int_eq(ok, N_ASYNC);
+    pings_all_ok(c.k, N_SYNC, N_ASYNC, ar, 30000);
     /* every call ran once, though its request arrived twice */
     ck_assert_int_eq(server_pings(direct.k), N_SYNC + N_ASYNC);
     tcli_close(&c);
@@ -1879,10 +1917,190 @@ START_TEST(tcp_at_most_once_dups)
     ck_assert_int_gt(stat_of(stats, "delayed"), 0);
     fprintf(stderr, "tcp_at_most_once_dups: %d calls, each request and reply twice: %s\n",
             N_SYNC + N_ASYNC, stats);
-    tt_count_fini(&done);
     tcli_close(&direct);
     tsrv_stop_clean(&s);
     tsrv_close(&s);
+}
+END_TEST
+
+/* ---- 9. retransmission ---------------------------------------------------------- */
+
+/* A client whose attempts wait retry_ms for a reply before the request goes again. */
+static void tcli_open_retry(tcli *c, const char *addr, int32_t retry_ms, uint32_t timeout_ms)
+{
+    qrpc_node_config cfg;
+
+    qrpc_node_config_init(&cfg);
+    cfg.retry_ms = retry_ms;
+    cfg.timeout_ms = timeout_ms;
+    tcli_open_cfg(c, addr, &cfg);
+}
+
+static uint64_t client_retransmissions(const tcli *c)
+{
+    qrpc_node_stats st;
+
+    qrpc_node_get_stats(c->node, &st);
+    return st.retransmissions;
+}
+
+/*
+ * A server s, a direct client of it, faultproxy p in front of it with
+ * faults, and c, a client through p whose attempts wait retry_ms.
+ */
+static void proxied_start(tsrv *s, tcli *direct, fproxy *p, const char *const *faults,
+                          tcli *c, int32_t retry_ms)
+{
+    char addr[64];
+
+    tsrv_start(s, NULL);
+    tcli_open(direct, s->addr);
+    fp_start(p, s->port, faults);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", p->port);
+    tcli_open_retry(c, addr, retry_ms, 30000);
+}
+
+/*
+ * Lost requests and lost replies: every call still succeeds, by sending
+ * its request again, and every one ran exactly once (the server's reply
+ * cache answered the copies of those whose reply was lost).
+ */
+START_TEST(tcp_retransmit_lost)
+{
+    enum { N_SYNC = 200, N_ASYNC = 100, N_IDEM = 100 };
+    static const char *const faults[] = { "--seed", "21", "--drop-req", "100",
+                                          "--drop-rep", "100", NULL };
+    tsrv s;
+    tcli direct, c;
+    fproxy p;
+    st_res ar[N_ASYNC];
+    const char *stats;
+    int32_t r;
+    int i, rc;
+    long dropped;
+
+    proxied_start(&s, &direct, &p, faults, &c, 20);
+    pings_all_ok(c.k, N_SYNC, N_ASYNC, ar, 60000);
+    for (i = 0; i < N_IDEM; i++) {          /* idempotent: no reply cache, same recovery */
+        rc = kitchen_Kitchen_add(c.k, -i, 42 + i, &r);
+        ck_assert_msg(rc == 0, "add %d: %s", i, qrpc_err_name(rc));
+        ck_assert_int_eq(r, 42);
+    }
+    /* exactly once each, though some requests arrived twice */
+    ck_assert_int_eq(server_pings(direct.k), N_SYNC + N_ASYNC);
+    stats = fp_stop(&p, 0);
+    dropped = stat_of(stats, "dropped_req") + stat_of(stats, "dropped_rep");
+    ck_assert_int_gt(stat_of(stats, "dropped_req"), 10);
+    ck_assert_int_gt(stat_of(stats, "dropped_rep"), 10);
+    /* every lost message cost its call one more attempt at least */
+    ck_assert_uint_ge(client_retransmissions(&c), (uint64_t)dropped);
+    fprintf(stderr, "tcp_retransmit_lost: %d calls, %" PRIu64 " retransmissions: %s\n",
+            N_SYNC + N_ASYNC + N_IDEM, client_retransmissions(&c), stats);
+    tcli_close(&c);
+    tcli_close(&direct);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
+/*
+ * Connections cut after random frames, some in the middle of one: the
+ * client reconnects and sends again what may have been lost.  A call
+ * ends with success (it ran once) or, rarely, QRPC_EUNKNOWN (it may have
+ * run: a cut before the server's HELLO came leaves the client unable to
+ * name the server a copy went to); the server ran at least every
+ * successful call and at most one more per unknown.
+ */
+START_TEST(tcp_retransmit_cuts)
+{
+    enum { N = 400 };
+    static const char *const faults[] = { "--seed", "31", "--cut", "15", "--cut-mid", NULL };
+    tsrv s;
+    tcli direct, c;
+    fproxy p;
+    const char *stats;
+    int i, rc, ok = 0, unknown = 0;
+    int32_t pings;
+
+    proxied_start(&s, &direct, &p, faults, &c, 50);
+    for (i = 0; i < N; i++) {
+        rc = kitchen_Kitchen_ping(c.k);
+        if (rc == 0)
+            ok++;
+        else if (rc == QRPC_EUNKNOWN || rc == QRPC_EUNAVAILABLE)
+            unknown += rc == QRPC_EUNKNOWN;
+        else
+            ck_abort_msg("ping %d: %s", i, qrpc_err_name(rc));
+    }
+    pings = server_pings(direct.k);
+    stats = fp_stop(&p, 0);
+    ck_assert_int_gt(stat_of(stats, "cuts"), 5);
+    ck_assert_int_ge(ok, N * 9 / 10);
+    ck_assert_int_ge(pings, ok);
+    ck_assert_int_le(pings, ok + unknown);
+    ck_assert_uint_gt(client_retransmissions(&c), 0);
+    fprintf(stderr, "tcp_retransmit_cuts: %d calls: %d ok, %d unknown, %d ran; "
+            "%" PRIu64 " retransmissions: %s\n", N, ok, unknown, (int)pings,
+            client_retransmissions(&c), stats);
+    tcli_close(&c);
+    tcli_close(&direct);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
+/*
+ * A call in flight when its server dies: the client sends it again to
+ * the server that comes back on the same port, which refuses it
+ * (QRPC_EUNKNOWN: the first copy may have run in the process that died)
+ * and runs nothing.  Without a new server the call goes on trying until
+ * its deadline, then ends QRPC_EUNKNOWN too.
+ */
+START_TEST(tcp_retransmit_restart)
+{
+    tsrv_opts o = { 0 };
+    tsrv s;
+    tcli c;
+    tt_count done;
+    sync_call sc;
+    pthread_t th;
+    char addr[128];
+    int64_t t0;
+    int32_t r;
+
+    tsrv_start(&s, NULL);
+    o.port = s.port;
+    snprintf(addr, sizeof addr, "%s", s.addr);
+    tcli_open_retry(&c, addr, 100, 20000);
+    tt_count_init(&done);
+    check_serving(c.k, "first server");
+
+    crash_in_call(&s, &sc, c.k, &done, &th);
+    /* still trying: nothing to talk to */
+    ck_assert_int_eq(tt_count_get(&done), 0);
+    tsrv_start(&s, &o);
+    ck_assert_msg(tt_count_wait(&done, 1, 15000), "the call did not end after the restart");
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(sc.status == QRPC_EUNKNOWN, "in flight at the crash: %s",
+                  qrpc_err_name(sc.status));
+    ck_assert_uint_gt(client_retransmissions(&c), 0);
+    /* the new server ran nothing of it (it would have said BLOCK first) */
+    ck_assert_int_eq(kitchen_Kitchen_add(c.k, -1, 2, &r), 0);
+    ck_assert_int_eq(r, 1);
+    ck_assert_int_eq(server_pings(c.k), 0);
+    ck_assert_msg(!tsrv_event(&s, "BLOCK", 100, NULL, 0), "the new server ran the old call");
+
+    /* no server at all: retransmissions until the deadline, then QRPC_EUNKNOWN */
+    qrpc_client_set_timeout(c.k, 1500);
+    t0 = tt_now_ms();
+    crash_in_call(&s, &sc, c.k, &done, &th);
+    ck_assert_msg(tt_count_wait(&done, 2, 15000), "the call did not end at its deadline");
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(sc.status == QRPC_EUNKNOWN, "server gone: %s", qrpc_err_name(sc.status));
+    ck_assert_msg(sc.done_ms - t0 >= 1000, "gave up after %" PRId64 " ms, before its deadline",
+                  sc.done_ms - t0);
+    tcli_close(&c);
+    tt_count_fini(&done);
 }
 END_TEST
 
@@ -2079,7 +2297,7 @@ static size_t h_short_name(uint8_t *p)
     uint8_t args[8] = { 0 };
     size_t n = fr_hello(p), r = fr_request(p + n, 1, F_END, 8, kitchen_Kitchen_add_ID, args, 8);
 
-    le16(p + n + 16 + 44, 0);   /* a service name of length 0 */
+    le16(p + n + 16 + 52, 0);   /* a service name of length 0 */
     return n + r;
 }
 
@@ -2950,6 +3168,9 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_raw_valid);
     tcase_add_test(tc, tcp_raw_at_most_once);
     tcase_add_test(tc, tcp_at_most_once_dups);
+    tcase_add_test(tc, tcp_retransmit_lost);
+    tcase_add_test(tc, tcp_retransmit_cuts);
+    tcase_add_test(tc, tcp_retransmit_restart);
     tcase_add_loop_test(tc, tcp_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, tcp_hostile_all_at_once);
     tcase_add_test(tc, tcp_hostile_truncated);
