@@ -55,7 +55,8 @@
  *
  * Memory: per client its struct (80 bytes on LP64), its table of at
  * least 8 slots of 16 bytes and its slots in the shard's table; per entry
- * its struct (32 bytes), its reply bytes and at most 8 slots of its
+ * its struct (32 bytes) with room for DEDUP_INLINE reply bytes, the reply
+ * bytes beyond them and at most 8 slots of its
  * client's table (tables grow at load 1/2 and shrink below load 1/8);
  * per waiter a 16-byte node.  So the heap is O(clients + entries + bytes + waiters), all four
  * bounded by the limits.  Every block goes through dedup_realloc() and
@@ -90,6 +91,11 @@
 #define DEDUP_SHARDS (1u << DEDUP_SHARD_BITS)
 /* Slots of the smallest hash table; a power of two. */
 #define DEDUP_TAB_MIN 8u
+/*
+ * Reply bytes an entry holds in its own block: a small reply (most are)
+ * is kept without growing the entry.
+ */
+#define DEDUP_INLINE 32u
 /* What the heap estimate adds to each block for malloc's own header. */
 #define DEDUP_BLOCK_OVERHEAD 16u
 
@@ -129,6 +135,12 @@ typedef struct dedup_entry {
     uint8_t state;              /* DEDUP_RUNNING ... */
     uint8_t reply[];
 } dedup_entry;
+
+/* The block of an entry holding len reply bytes. */
+static inline size_t dedup_entry_size(size_t len)
+{
+    return sizeof(dedup_entry) + (len > DEDUP_INLINE ? len : DEDUP_INLINE);
+}
 
 struct dedup_list;
 
@@ -395,7 +407,7 @@ static void dedup_entry_drop(qrpc__dedup *d, dedup_entry *e, dedup_waiter **clos
     }
     DEDUP_SUB(d->entries, 1);
     DEDUP_SUB(d->bytes, e->len);
-    dedup_free_block(d, e, sizeof *e + e->len);
+    dedup_free_block(d, e, dedup_entry_size(e->len));
 }
 
 /* Forgets the (not running) entry at slot s of c. */
@@ -492,7 +504,7 @@ static qrpc__dedup_verdict dedup_run(qrpc__dedup *d, dedup_client *c, uint64_t s
         !dedup_take(&d->entries, 1, d->lim.max_total_entries != 0 ? d->lim.max_total_entries
                                                                   : SIZE_MAX))
         return QRPC__DEDUP_BUSY;
-    e = dedup_realloc(d, NULL, 0, sizeof *e);
+    e = dedup_realloc(d, NULL, 0, dedup_entry_size(0));
     if (e == NULL) {
         DEDUP_SUB(d->entries, 1);
         return QRPC__DEDUP_BUSY;
@@ -503,7 +515,7 @@ static qrpc__dedup_verdict dedup_run(qrpc__dedup *d, dedup_client *c, uint64_t s
     e->status = 0;
     e->state = DEDUP_RUNNING;
     if (dedup_tab_add(d, &c->entries, seq, e) != 0) {
-        dedup_free_block(d, e, sizeof *e);
+        dedup_free_block(d, e, dedup_entry_size(0));
         DEDUP_SUB(d->entries, 1);
         return QRPC__DEDUP_BUSY;
     }
@@ -619,7 +631,8 @@ static void dedup_keep(qrpc__dedup *d, dedup_slot *s, int status, const uint8_t 
     e->state = DEDUP_UNCACHED;
     if (len > SIZE_MAX - sizeof *e || !dedup_take(&d->bytes, len, d->lim.max_bytes))
         return;
-    ne = dedup_realloc(d, e, sizeof *e, sizeof *e + len);
+    ne = len <= DEDUP_INLINE ? e : dedup_realloc(d, e, dedup_entry_size(0),
+                                                 dedup_entry_size(len));
     if (ne == NULL) {
         DEDUP_SUB(d->bytes, len);
         return;
