@@ -70,6 +70,8 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
     (void)arg;
     if (status == 0 && len != 0 && qrpc_put_raw(&copy, reply, len) != 0)
         status = QRPC_EBUSY;    /* out of memory: the caller may try again */
+    /* a waiting copy counted against max_inflight until now */
+    qrpc__conn_job_done(job->conn);
     qrpc__conn_reply(job->conn, job->msg.stream, status, &copy, false);
     work_free_job(job);
 }
@@ -84,15 +86,13 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
 static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
     const qrpc__reqhdr *h = &job->msg.req;
-    qrpc__conn *conn = job->conn;
-    work_resp wr = { conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
+    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
     qrpc_buf cached = { NULL, 0, 0 };
     uint64_t now = job->recv_ns;
     bool retry = (h->flags & QRPC__REQ_RETRY) != 0;
     qrpc__dedup_verdict v;
     int status = 0;
 
-    qrpc__conn_ref(conn);
     if (retry && h->incarnation != n->incarnation)
         v = QRPC__DEDUP_UNKNOWN;
     else
@@ -102,17 +102,13 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
     case QRPC__DEDUP_RUN:
         /* the client's state is forgotten a lease after it falls silent */
         qrpc__io_wake(n, now + (uint64_t)n->cfg.lease_ms * 1000000u);
-        qrpc__conn_unref(conn);
         return true;
     case QRPC__DEDUP_WAIT:
-        atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
         /*
          * qrpc__work_dedup_answer() has the job now, and may already have
-         * answered and freed it on another thread: only conn is ours, by
-         * the reference this function took.
+         * answered and freed it on another thread: hands off.
          */
-        qrpc__conn_job_done(conn);
-        qrpc__conn_unref(conn);
+        atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
         return false;
     case QRPC__DEDUP_REPLY:
         atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
@@ -131,7 +127,6 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
     }
     work_answer(&wr, status, &cached, qrpc__io_more_queued(n));
     work_free_job(job);
-    qrpc__conn_unref(conn);
     return false;
 }
 
