@@ -191,16 +191,22 @@ static qrpc__conn *io_lookup(qrpc__io *io, uint64_t key)
 
 /* ---- time ---------------------------------------------------------------------- */
 
-void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns)
+/*
+ * Arms the timer for deadline_ns if that is nearer than what it is armed
+ * for, or (force) for the nearer of the two whatever it was armed for.
+ */
+static void io_timer(qrpc_node *n, uint64_t deadline_ns, bool force)
 {
     qrpc__io *io = n->io;
     struct itimerspec its;
     uint64_t now, rel;
 
-    if (deadline_ns >= atomic_load(&io->next_ns))
+    if (!force && deadline_ns >= atomic_load(&io->next_ns))
         return;
     pthread_mutex_lock(&io->timer_lock);
-    if (deadline_ns < atomic_load(&io->next_ns)) {
+    if (deadline_ns > atomic_load(&io->next_ns))
+        deadline_ns = atomic_load(&io->next_ns);
+    if (deadline_ns != UINT64_MAX && (force || deadline_ns < atomic_load(&io->next_ns))) {
         atomic_store(&io->next_ns, deadline_ns);
         now = qrpc__now_ns(n);
         /* relative: the node's clock need not be CLOCK_MONOTONIC; 0 would disarm */
@@ -212,6 +218,11 @@ void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns)
             qrpc__log(n, "cannot set the timer: %s", strerror(errno));
     }
     pthread_mutex_unlock(&io->timer_lock);
+}
+
+void qrpc__io_wake(qrpc_node *n, uint64_t deadline_ns)
+{
+    io_timer(n, deadline_ns, false);
 }
 
 /*
@@ -278,7 +289,15 @@ static void io_tick(qrpc_node *n)
             next = w;
     }
     atomic_store(&io->ticking, false);
-    qrpc__io_wake(n, next);
+    /*
+     * Armed again even if it seems armed already: a deadline that came
+     * during this tick may have had its expiry read by a thread that
+     * found this one ticking and went away, leaving the timer disarmed
+     * while next_ns still names that deadline.  Every later wake would
+     * then see a nearer deadline armed and do nothing, and calls would
+     * wait past their deadlines for ever.
+     */
+    io_timer(n, next, true);
 }
 
 /* ---- deferred writes ----------------------------------------------------------- */
