@@ -7,6 +7,7 @@
 #   make demo            build and run examples/calc end to end
 #   make bench           benchmarks, results in build/bench/
 #   make fuzz            libFuzzer harnesses, FUZZ_SECONDS each (default 60)
+#   make soak            the long at-most-once soak test (tests/soak/soak.mk)
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # Plain GNU make.  Every target first runs tools/deps.sh, which installs

@@ -81,3 +81,6 @@ golden-update: $(QRPCGEN)
 	    $(QRPCGEN) -I tests/idl -o tests/golden/$$n tests/idl/$$n.qidl && \
 	    $(QRPCGEN) -I tests/idl -o tests/golden/$$n --random tests/idl/$$n.qidl || exit 1; \
 	    echo "golden-update: tests/golden/$$n"; done
+
+# The at-most-once soak test's server and client programs, and `make soak`.
+include tests/soak/soak.mk
