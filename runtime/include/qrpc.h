@@ -95,6 +95,11 @@ typedef struct qrpc_node_config {
                                            each later attempt waits twice as
                                            long (0: 1000; -1: never send a
                                            request twice) [-1, 3600000] */
+    const char *dedup_log;              /* a file where a serving node keeps
+                                           the replies of at-most-once calls
+                                           across restarts (qrpc(3), The
+                                           reply log); NULL: none.  Needs
+                                           listen */
     void (*log)(void *arg, const char *line);   /* NULL: lines go to stderr */
     void *log_arg;
 } qrpc_node_config;

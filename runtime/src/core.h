@@ -154,6 +154,7 @@ struct qrpc_node {
     /* the network side (net.h): NULL until needed */
     struct qrpc__io *io;
     struct qrpc__dedup *dedup;  /* the reply cache of a serving node (dedup.h) */
+    struct qrpc__dlog *dlog;    /* its durable log (dlog.h), or NULL */
     uint64_t incarnation;       /* random per node: tells a restarted peer apart */
     char address[QRPC__ADDR_MAX];   /* what it listens on, or "" */
     int spare_fd;               /* given up when out of descriptors (tcp.c) */

@@ -9,8 +9,8 @@
  *   - Durable.  Everything lives in this process's memory: a restarted
  *     server forgets every client.  It must then refuse retransmissions
  *     addressed to its previous incarnation (the caller's job, by the
- *     node's incarnation id); the durable completion log of issue 5 is a
- *     later addition.
+ *     node's incarnation id), or answer them from the durable reply log
+ *     (dlog.c), which puts its records back with qrpc__dedup_restore().
  *   - A guarantee beyond the lease.  The lease runs from a client's
  *     latest request, so a client that keeps retransmitting keeps its
  *     state.  A client silent for lease_ns with no call running loses it,
@@ -869,6 +869,84 @@ uint64_t qrpc__dedup_expire(qrpc__dedup *d, uint64_t now_ns)
         pthread_mutex_unlock(&sh->lock);
     }
     return next;
+}
+
+int qrpc__dedup_restore(qrpc__dedup *d, uint64_t client, uint64_t seq, int status,
+                        const uint8_t *reply, size_t len, uint64_t now_ns)
+{
+    dedup_shard *sh = dedup_shard_of(d, client);
+    qrpc__dedup_ticket ticket = { NULL, NULL };
+    dedup_client *c;
+    dedup_slot *s;
+    int rc = 0;
+
+    if (seq == 0)
+        return QRPC_EINVAL;
+    pthread_mutex_lock(&sh->lock);
+    s = dedup_tab_find(d, &sh->clients, client);
+    if (s == NULL) {
+        /* a new client, watermark 0, as a first transmission would make it */
+        if (dedup_begin_new(d, sh, client, seq, 0, false, now_ns, &ticket) != QRPC__DEDUP_RUN)
+            rc = QRPC_EBUSY;
+    } else {
+        c = s->val;
+        dedup_touch(sh, c, now_ns);
+        if (seq <= c->watermark || dedup_tab_find(d, &c->entries, seq) != NULL)
+            rc = QRPC_EEXIST;   /* acknowledged, or restored already */
+        else if (dedup_run(d, c, seq, &ticket) != QRPC__DEDUP_RUN)
+            rc = QRPC_EBUSY;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (rc == 0)
+        qrpc__dedup_done(d, ticket, status, reply, len);    /* no waiters: answered */
+    return rc;
+}
+
+qrpc__dedup_verdict qrpc__dedup_lookup(qrpc__dedup *d, uint64_t client, uint64_t seq,
+                                       uint64_t now_ns, int *status, qrpc_buf *reply)
+{
+    dedup_shard *sh = dedup_shard_of(d, client);
+    qrpc__dedup_verdict v = QRPC__DEDUP_UNKNOWN;
+    dedup_client *c;
+    dedup_slot *s;
+
+    pthread_mutex_lock(&sh->lock);
+    s = dedup_tab_find(d, &sh->clients, client);
+    if (s != NULL) {
+        c = s->val;
+        dedup_touch(sh, c, now_ns);
+        s = seq > c->watermark ? dedup_tab_find(d, &c->entries, seq) : NULL;
+        if (s != NULL && dedup_answered(s))
+            v = dedup_reply(s->val, status, reply);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    dedup_count(d, v);
+    return v;
+}
+
+int qrpc__dedup_snapshot(qrpc__dedup *d, qrpc__dedup_each_fn each, void *arg)
+{
+    unsigned i;
+    size_t j, k;
+    int rc = 0;
+
+    for (i = 0; i < DEDUP_SHARDS && rc == 0; i++) {
+        dedup_shard *sh = &d->shard[i];
+
+        pthread_mutex_lock(&sh->lock);
+        for (j = 0; j < dedup_tab_cap(&sh->clients) && rc == 0; j++) {
+            dedup_client *c = sh->clients.slots[j].val;
+
+            for (k = 0; c != NULL && k < dedup_tab_cap(&c->entries) && rc == 0; k++) {
+                dedup_entry *e = c->entries.slots[k].val;
+
+                if (e != NULL && e->state == DEDUP_ANSWERED)
+                    rc = each(arg, c->id, e->seq, e->status, e->reply, e->len);
+            }
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return rc;
 }
 
 void qrpc__dedup_stats(qrpc__dedup *d, struct qrpc__dedup_stats *out)

@@ -132,6 +132,35 @@ void qrpc__dedup_done(qrpc__dedup *d, qrpc__dedup_ticket ticket, int status,
 uint64_t qrpc__dedup_expire(qrpc__dedup *d, uint64_t now_ns);
 
 /*
+ * Puts back an answered call (the durable reply log's, after a restart):
+ * client (made, with watermark 0, if new) and its entry for seq, answered
+ * with status and a copy of reply, as if the call had just run; now_ns
+ * starts the client's lease.  QRPC_EEXIST when seq is at or below the
+ * client's watermark or has an entry already, QRPC_EBUSY when a limit or
+ * memory stops it (nothing is changed then), QRPC_EINVAL for seq 0.
+ */
+int qrpc__dedup_restore(qrpc__dedup *d, uint64_t client, uint64_t seq, int status,
+                        const uint8_t *reply, size_t len, uint64_t now_ns);
+
+/*
+ * A retransmission addressed to an earlier incarnation of this server:
+ * REPLY (as qrpc__dedup_begin() gives it) when an answered entry for
+ * (client, seq) is held (restored from the log), else UNKNOWN.  It never
+ * makes an entry, never runs anything, and ignores acknowledgements.
+ */
+qrpc__dedup_verdict qrpc__dedup_lookup(qrpc__dedup *d, uint64_t client, uint64_t seq,
+                                       uint64_t now_ns, int *status, qrpc_buf *reply);
+
+/*
+ * Calls each for every answered entry (one shard at a time, under its
+ * lock: each must not call into d); stops at the first nonzero return,
+ * which it returns.  reply is borrowed for the call.
+ */
+typedef int (*qrpc__dedup_each_fn)(void *arg, uint64_t client, uint64_t seq, int status,
+                                   const uint8_t *reply, size_t len);
+int qrpc__dedup_snapshot(qrpc__dedup *d, qrpc__dedup_each_fn each, void *arg);
+
+/*
  * A plain struct tag, not a typedef: the function below has the name, and
  * C gives typedefs and functions one name space.
  */

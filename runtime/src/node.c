@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dlog.h"
 #include "net.h"
 #include "testing.h"
 
@@ -51,6 +52,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->spin_us = NODE_DEFAULT_SPIN_US;
     cfg->lease_ms = NODE_DEFAULT_LEASE_MS;
     cfg->retry_ms = NODE_DEFAULT_RETRY_MS;
+    cfg->dedup_log = NULL;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -68,9 +70,11 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         (in->max_frame != 0 && (in->max_frame < QRPC__FRAME_MIN ||
                                 in->max_frame > QRPC__MAX_FRAME)) ||
         in->spin_us < -1 || in->spin_us > NODE_MAX_SPIN_US ||
-        in->retry_ms < -1 || in->retry_ms > NODE_MAX_RETRY_MS)
+        in->retry_ms < -1 || in->retry_ms > NODE_MAX_RETRY_MS ||
+        (in->dedup_log != NULL && (in->listen == NULL || in->dedup_log[0] == '\0')))
         return QRPC_EINVAL;
     out->listen = in->listen;
+    out->dedup_log = in->dedup_log;
     out->log = in->log;
     out->log_arg = in->log_arg;
     if (in->workers != 0)
@@ -116,15 +120,23 @@ static int node_dedup(qrpc_node *n)
     return n->dedup != NULL ? 0 : QRPC_ENOMEM;
 }
 
-/* Listening: the reply cache, the loop threads and the socket. */
+/*
+ * Listening: the reply cache (and what its log kept from earlier lives),
+ * the loop threads and the socket.
+ */
 static int node_listen(qrpc_node *n)
 {
+    size_t restored = 0;
     int rc;
 
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     rc = node_dedup(n);
+    if (rc == 0 && n->cfg.dedup_log != NULL)
+        rc = qrpc__dlog_open(n, n->cfg.dedup_log, &restored, &n->dlog);
     if (rc == 0)
         rc = qrpc__io_start(n);
+    if (rc == 0 && restored != 0)       /* their clients' leases run from now */
+        qrpc__io_wake(n, qrpc__now_ns(n) + (uint64_t)n->cfg.lease_ms * 1000000u);
     if (rc == 0)
         rc = qrpc__tcp_listen(n);
     return rc;
@@ -178,6 +190,7 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
         rc = node_listen(n);
         if (rc != 0) {
             qrpc__io_stop(n);
+            qrpc__dlog_close(n->dlog);
             qrpc__dedup_free(n->dedup);
             if (n->spare_fd >= 0)
                 close(n->spare_fd);
@@ -231,6 +244,9 @@ void qrpc_node_destroy(qrpc_node *n)
      * in the reply cache are answered QRPC_ECLOSED by its free.
      */
     qrpc__io_stop(n);
+    /* the last records written and their calls answered, before the cache goes */
+    qrpc__dlog_close(n->dlog);
+    n->dlog = NULL;
     qrpc__dedup_free(n->dedup);
     n->dedup = NULL;
     /*

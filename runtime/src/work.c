@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlog.h"
 #include "net.h"
 
 static void work_free_job(qrpc__job *job)
@@ -22,22 +23,24 @@ static void work_free_job(qrpc__job *job)
     free(job);
 }
 
-/* What answering a request later (from a channel) needs. */
+/* What answering a request later (from a channel, or the reply log) needs. */
 typedef struct work_resp {
     qrpc__conn *conn;           /* the job's reference, moved here */
     uint32_t stream;
     uint32_t flags;
     qrpc__dedup *dedup;         /* non-NULL: the reply cache's RUN ticket */
     qrpc__dedup_ticket ticket;
+    qrpc__dlog *dlog;           /* non-NULL (with dedup): log the outcome first */
+    uint64_t client, seq;
 } work_resp;
 
 /*
- * A request's outcome, now or later (a channel): the reply cache learns
- * it, the request stops counting against max_inflight before its reply
- * goes out (a caller that sends its next call on seeing the reply must
- * find the room free), and the reply is queued (results taken).
+ * A request's outcome: the reply cache learns it, the request stops
+ * counting against max_inflight before its reply goes out (a caller that
+ * sends its next call on seeing the reply must find the room free), and
+ * the reply is queued (results taken).
  */
-static void work_answer(const work_resp *wr, int status, qrpc_buf *results, bool later)
+static void work_finish(const work_resp *wr, int status, qrpc_buf *results, bool later)
 {
     if (wr->dedup != NULL)
         qrpc__dedup_done(wr->dedup, wr->ticket, status, results->data, results->len);
@@ -46,6 +49,34 @@ static void work_answer(const work_resp *wr, int status, qrpc_buf *results, bool
         qrpc_buf_free(results);
     else
         qrpc__conn_reply(wr->conn, wr->stream, status, results, later);
+}
+
+/* The reply log made the outcome durable: answer now (the log's thread). */
+static void work_logged(void *ctx, int status, qrpc_buf *results)
+{
+    work_resp *wr = ctx;
+
+    work_finish(wr, status, results, false);
+    qrpc__conn_unref(wr->conn);
+}
+
+/*
+ * A request's outcome, now or later (a channel).  With a reply log the
+ * outcome of an at-most-once call is written first, and the log's thread
+ * answers once it is durable; if it cannot even be queued, the reply goes
+ * out without its record (a retransmission after a restart is then
+ * refused, not run again).
+ */
+static void work_answer(const work_resp *wr, int status, qrpc_buf *results, bool later)
+{
+    if (wr->dlog != NULL && wr->dedup != NULL) {
+        qrpc__conn_ref(wr->conn);       /* the log's copy of wr holds one */
+        if (qrpc__dlog_append(wr->dlog, wr->client, wr->seq, status, results, work_logged,
+                              wr, sizeof *wr) == 0)
+            return;
+        qrpc__conn_unref(wr->conn);
+    }
+    work_finish(wr, status, results, later);
 }
 
 static void work_respond(void *ctx, int status, qrpc_buf *results)
@@ -86,7 +117,7 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
 static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
     const qrpc__reqhdr *h = &job->msg.req;
-    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
+    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL }, NULL, 0, 0 };
     qrpc_buf cached = { NULL, 0, 0 };
     uint64_t now = job->recv_ns;
     bool retry = (h->flags & QRPC__REQ_RETRY) != 0;
@@ -94,7 +125,10 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
     int status = 0;
 
     if (retry && h->incarnation != n->incarnation)
-        v = QRPC__DEDUP_UNKNOWN;
+        /* only the log of an earlier life can answer it */
+        v = n->dlog == NULL ? QRPC__DEDUP_UNKNOWN
+                            : qrpc__dedup_lookup(n->dedup, h->client_id, h->seq, now, &status,
+                                                 &cached);
     else
         v = qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, retry, now, job,
                               ticket, &status, &cached);
@@ -134,7 +168,8 @@ void qrpc__work_run(qrpc_node *n, qrpc__job *job)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf results = { NULL, 0, 0 };
-    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL } };
+    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL }, NULL,
+                     h->client_id, h->seq };
     qrpc__responder resp = { work_respond, &wr, sizeof wr };
     qrpc__svc_key key;
     qrpc__request req;
@@ -150,6 +185,7 @@ void qrpc__work_run(qrpc_node *n, qrpc__job *job)
         if (!work_dedup(n, job, &wr.ticket))
             return;
         wr.dedup = n->dedup;
+        wr.dlog = n->dlog;
     }
     qrpc__svc_key_init(&key, h->name, h->name_len, h->version);
     req.svc = &key;
@@ -174,7 +210,8 @@ void qrpc__work_run(qrpc_node *n, qrpc__job *job)
 
 void qrpc__work_refuse(qrpc__job *job)
 {
-    work_resp wr = { job->conn, job->msg.stream, job->msg.req.flags, NULL, { NULL, NULL } };
+    work_resp wr = { job->conn, job->msg.stream, job->msg.req.flags, NULL, { NULL, NULL },
+                     NULL, 0, 0 };
     qrpc_buf none = { NULL, 0, 0 };
 
     work_answer(&wr, QRPC_ECLOSED, &none, false);

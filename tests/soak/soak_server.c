@@ -4,7 +4,7 @@
  * one TCP address and records every execution in a file that outlives it.
  *
  *   soak-server --listen 127.0.0.1:PORT --record FILE [--stats FILE]
- *               [--incarnation N]
+ *               [--incarnation N] [--dedup-log FILE]
  *
  * What it is: a server that the driver kills (SIGKILL) and starts again on
  * the same port with the same record file, several times in one run.  On
@@ -62,6 +62,7 @@
 typedef struct soak_opts {
     const char *listen;
     const char *record;
+    const char *dedup_log;              /* the node's reply log, or NULL */
     const char *stats;          /* NULL: none */
     uint32_t incarnation;
 } soak_opts;
@@ -244,7 +245,7 @@ static void soak_write_stats(const char *path, qrpc_node *node, soak_ledger *l)
 static void soak_usage(void)
 {
     fputs("usage: soak-server --listen 127.0.0.1:PORT --record FILE [--stats FILE]\n"
-          "                   [--incarnation N]\n", stderr);
+          "                   [--incarnation N] [--dedup-log FILE]\n", stderr);
 }
 
 /* Returns 0, or 2 (the usage exit status) after saying what is wrong. */
@@ -255,6 +256,7 @@ static int soak_parse(int argc, char **argv, soak_opts *o)
         { "record", required_argument, NULL, 'r' },
         { "stats", required_argument, NULL, 's' },
         { "incarnation", required_argument, NULL, 'i' },
+        { "dedup-log", required_argument, NULL, 'd' },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -274,6 +276,9 @@ static int soak_parse(int argc, char **argv, soak_opts *o)
             break;
         case 's':
             o->stats = optarg;
+            break;
+        case 'd':
+            o->dedup_log = optarg;
             break;
         case 'i':
             errno = 0;
@@ -337,6 +342,7 @@ int main(int argc, char **argv)
 
     qrpc_node_config_init(&cfg);
     cfg.listen = o.listen;
+    cfg.dedup_log = o.dedup_log;        /* NULL: none */
     rc = qrpc_node_create(&cfg, &node);
     if (rc != 0) {
         fprintf(stderr, "soak-server: listening on %s: %s\n", o.listen, qrpc_strerror(rc));

@@ -228,6 +228,7 @@ typedef struct tsrv_opts {
     uint32_t max_frame;
     uint32_t stall_ms;
     uint32_t timeout_ms;
+    const char *dedup_log;      /* NULL: none */
 } tsrv_opts;
 
 typedef struct tsrv {
@@ -389,8 +390,8 @@ static inline void tsrv_start(tsrv *s, const tsrv_opts *o)
 {
     static int seq;
     int evp[2], pp[2], i;
-    char a[10][64];
-    char *argv[12];
+    char a[10][64], dl[300];
+    char *argv[13];
     int argc = 0;
     char line[128];
 
@@ -427,6 +428,8 @@ static inline void tsrv_start(tsrv *s, const tsrv_opts *o)
     snprintf(a[6], sizeof a[6], "--timeout-ms=%u", o ? (unsigned)o->timeout_ms : 0);
     for (i = 0; i < 7; i++)
         argv[argc++] = a[i];
+    snprintf(dl, sizeof dl, "--dedup-log=%s", o && o->dedup_log ? o->dedup_log : "");
+    argv[argc++] = dl;
     argv[argc++] = s->log_path;
     argv[argc] = NULL;
 

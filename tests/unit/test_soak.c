@@ -38,6 +38,11 @@
  * (every call has a deadline, so that is a hang), a process ends other
  * than as planned, or a sanitizer reports in a server's stderr.
  *
+ * The test runs twice, in a directory of its own each time: without a
+ * reply log, and with one (the server's dedup_log), where a restarted
+ * server answers from the log the retransmissions meant for its earlier
+ * lives instead of refusing them; the checks are the same.
+ *
  * Sizes: by default a short run for `make check` (3 clients x 1500 calls,
  * 3 restarts at seeded points of the clients' progress); QRPC_SOAK_LONG=1
  * (`make soak`) runs 8 clients x 40000 calls with a restart every second
@@ -100,6 +105,7 @@ typedef struct soak_plan {
     uint32_t timeout_ms;
     int32_t retry_ms;
     unsigned limit_s;                   /* the clients must be done within this */
+    bool reply_log;                     /* the server keeps a dedup_log (the second run) */
 } soak_plan;
 
 /*
@@ -180,6 +186,7 @@ static uint64_t soak_rand(uint64_t *s)
  * suite can clean up after it.
  */
 static char soak_dir[64];
+static char soak_base[48];      /* main()'s; soak_dir is a run's directory in it */
 static pid_t soak_live[SOAK_MAX_CLIENTS + 4];
 
 /*
@@ -325,6 +332,7 @@ typedef struct soak_srv {
 typedef struct soak_run {
     soak_plan plan;
     char record_path[96];
+    char dlog_path[96];                 /* the server's dedup_log, when the plan has one */
     soak_srv srv;
     unsigned starts;                    /* incarnations started (the next one's number) */
     unsigned kills;                     /* SIGKILLs while the clients ran */
@@ -361,7 +369,8 @@ static void soak_srv_start(int port)
     snprintf(s->err_path, sizeof s->err_path, "%s/server-%u.err", soak_dir, R.starts);
     for (tries = 1;; tries++) {
         char *argv[] = { (char *)tu_env("QRPC_SOAK_SERVER"), "--listen", listen, "--record",
-                         R.record_path, "--stats", stats, "--incarnation", inc, NULL };
+                         R.record_path, "--stats", stats, "--incarnation", inc,
+                         R.plan.reply_log ? "--dedup-log" : NULL, R.dlog_path, NULL };
         int out_fd, st;
         size_t len = 0;
         bool up;
@@ -803,8 +812,9 @@ static void soak_summary(const soak_tally *t, const char *px0, const char *px1, 
     int e;
 
 #define SOAK_PX(field) (stat_of(px0, field) + stat_of(px1, field))
-    l = (size_t)snprintf(s, sizeof s, "test_soak: seed %#" PRIx64 ", %.1f s: calls %" PRIu64
-                         " (%" PRIu64 " by the nodes' count), ok %" PRIu64, p->seed,
+    l = (size_t)snprintf(s, sizeof s, "test_soak: %s, seed %#" PRIx64 ", %.1f s: calls %" PRIu64
+                         " (%" PRIu64 " by the nodes' count), ok %" PRIu64,
+                         p->reply_log ? "reply log" : "no reply log", p->seed,
                          (double)ms / 1000.0, (uint64_t)p->clients * p->calls, t->node_calls,
                          t->by_status[0]);
     for (e = 1; e < SOAK_N_STATUS && l < sizeof s - 128; e++)
@@ -897,12 +907,19 @@ START_TEST(test_soak)
     t.bad[SOAK_STRAY].what = "(d) ran but no client issued it so";
     soak_plan_init(&R.plan);
     ck_assert_msg(soak_env_error[0] == '\0', "%s", soak_env_error);
-    ck_assert_msg(soak_dir[0] != '\0', "main() made no directory");
+    ck_assert_msg(soak_base[0] != '\0', "main() made no directory");
+    /* a directory per run: the runs with and without the reply log share nothing */
+    snprintf(soak_dir, sizeof soak_dir, "%s/%d", soak_base, _i);
+    ck_assert_msg(mkdir(soak_dir, 0700) == 0, "%s: %s", soak_dir, strerror(errno));
+    R.plan.reply_log = _i == 1;
+    if (R.plan.reply_log)
+        snprintf(R.dlog_path, sizeof R.dlog_path, "%s/replies.qlog", soak_dir);
     R.rng = p->seed;
     snprintf(R.record_path, sizeof R.record_path, "%s/record", soak_dir);
     fprintf(stderr, "test_soak: seed %#" PRIx64 " (QRPC_SOAK_SEED), %u clients x %" PRIu32
-            " calls, %u threads each, %s\n", p->seed, p->clients, p->calls, p->threads,
-            p->long_run ? "long run" : "short run");
+            " calls, %u threads each, %s, %s\n", p->seed, p->clients, p->calls, p->threads,
+            p->long_run ? "long run" : "short run",
+            p->reply_log ? "with a reply log (dedup_log)" : "no reply log");
 
     soak_start_network();
     soak_drive();
@@ -1026,13 +1043,13 @@ int main(void)
     /* the plan is read here too, for the time limit; the test reads it again */
     soak_plan_init(&p);
     tcase_set_timeout(tc, (double)p.limit_s + 120.0);
-    tcase_add_test(tc, test_soak);
+    tcase_add_loop_test(tc, test_soak, 0, 2);   /* without, then with the reply log */
     suite_add_tcase(s, tc);
     if (mkdtemp(dir) == NULL) {
         fprintf(stderr, "test_soak: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
-    snprintf(soak_dir, sizeof soak_dir, "%s", dir);
+    snprintf(soak_base, sizeof soak_base, "%s", dir);
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 
     rc = tu_run_suite(s);
@@ -1040,8 +1057,8 @@ int main(void)
     soak_kill_live();
     soak_wait_orphans(SOAK_WAIT_MS);
     if (getenv("QRPC_SOAK_KEEP") != NULL && *getenv("QRPC_SOAK_KEEP") != '\0')
-        fprintf(stderr, "test_soak: kept %s\n", soak_dir);
+        fprintf(stderr, "test_soak: kept %s\n", soak_base);
     else
-        soak_remove_dir(soak_dir);
+        soak_remove_dir(soak_base);
     return rc;
 }

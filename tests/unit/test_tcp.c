@@ -330,10 +330,10 @@ static int srv_main(int argc, char **argv)
     bool orphan;
     int sfd, rc;
 
-    if (argc != 10)
+    if (argc != 11 || strncmp(argv[9], "--dedup-log=", 12) != 0)
         return 2;
     K.ev_fd = TSRV_EV_FD;
-    K.log_fd = open(argv[9], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    K.log_fd = open(argv[10], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (K.log_fd < 0)
         return 2;
     pthread_mutex_init(&K.lock, NULL);
@@ -364,6 +364,8 @@ static int srv_main(int argc, char **argv)
         cfg.stall_timeout_ms = (uint32_t)srv_opt(argv[7], "--stall-ms=");
     if (srv_opt(argv[8], "--timeout-ms=") != 0)
         cfg.timeout_ms = (uint32_t)srv_opt(argv[8], "--timeout-ms=");
+    if (argv[9][12] != '\0')
+        cfg.dedup_log = argv[9] + 12;
     cfg.log = ksrv_log;
     rc = qrpc_node_create(&cfg, &K.node);
     if (rc != 0) {
@@ -2104,6 +2106,163 @@ START_TEST(tcp_retransmit_restart)
 }
 END_TEST
 
+/* ---- 10. the reply log ------------------------------------------------------------ */
+
+/* Reads the server's HELLO (checked as raw_expect_hello does) and returns its incarnation. */
+static uint64_t raw_hello_incarnation(int fd)
+{
+    uint8_t h[40];
+    uint64_t inc = 0;
+    int i;
+
+    ck_assert_msg(raw_recv(fd, h, sizeof h, 5000), "no HELLO from the server");
+    ck_assert(h[0] == 'Q' && h[1] == 'R' && h[3] == F_HELLO);
+    for (i = 7; i >= 0; i--)
+        inc = inc << 8 | h[16 + i];
+    return inc;
+}
+
+/* fr_ping() as a retransmission addressed to server incarnation inc. */
+static size_t fr_ping_retry(uint8_t *p, uint32_t stream, uint64_t client, uint64_t seq,
+                            uint64_t inc)
+{
+    size_t n = fr_ping(p, stream, client, seq, 0);
+
+    le32(p + 16 + 12, 0x100);   /* RETRY */
+    le64(p + 16 + 40, inc);
+    return n;
+}
+
+/* One request (after a HELLO when first) and its empty reply's status. */
+static int32_t raw_ping_status(int fd, bool first, uint32_t stream, size_t (*make)(uint8_t *))
+{
+    uint8_t buf[512];
+    size_t n = first ? fr_hello(buf) : 0;
+
+    n += make(buf + n);
+    ck_assert(raw_send(fd, buf, n));
+    return raw_expect_empty_reply(fd, stream);
+}
+
+static uint64_t rl_inc;         /* the first server's incarnation */
+
+static size_t rl_seq5(uint8_t *p) { return fr_ping(p, 1, 0x77, 5, 0); }
+static size_t rl_seq6(uint8_t *p) { return fr_ping(p, 3, 0x77, 6, 0); }
+static size_t rl_retry5(uint8_t *p) { return fr_ping_retry(p, 1, 0x77, 5, rl_inc); }
+static size_t rl_retry6(uint8_t *p) { return fr_ping_retry(p, 3, 0x77, 6, rl_inc); }
+static size_t rl_retry7(uint8_t *p) { return fr_ping_retry(p, 5, 0x77, 7, rl_inc); }
+
+/*
+ * With dedup_log, a server killed and started again answers the
+ * retransmissions meant for its previous incarnation from the log (and
+ * runs nothing), refuses those the log has no record of, and survives a
+ * record cut short at the end of the file.
+ */
+START_TEST(tcp_reply_log)
+{
+    tsrv_opts o = { 0 };
+    tsrv s;
+    tcli direct;
+    char path[300], *dir = tu_mkdtemp(), *log;
+    int fd, lfd;
+
+    snprintf(path, sizeof path, "%s/replies.qlog", dir);
+    o.dedup_log = path;
+    tsrv_start(&s, &o);
+    o.port = s.port;
+    fd = raw_connect(s.port);
+    rl_inc = raw_hello_incarnation(fd);
+    ck_assert_int_eq(raw_ping_status(fd, true, 1, rl_seq5), 0);
+    ck_assert_int_eq(raw_ping_status(fd, false, 3, rl_seq6), 0);
+    close(fd);
+    tsrv_stop(&s, SIGKILL, 10000);
+    tsrv_close(&s);
+    /* a crash in the middle of an append: a record cut short */
+    lfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_int_eq(write(lfd, "\x30\0\0\0\x11\x22\x33\x44torn", 12), 12);
+    close(lfd);
+
+    tsrv_start(&s, &o);
+    fd = raw_connect(s.port);
+    ck_assert(raw_hello_incarnation(fd) != rl_inc);
+    ck_assert_int_eq(raw_ping_status(fd, true, 1, rl_retry5), 0);
+    ck_assert_int_eq(raw_ping_status(fd, false, 3, rl_retry6), 0);
+    ck_assert_int_eq(raw_ping_status(fd, false, 5, rl_retry7), QRPC_EUNKNOWN);
+    close(fd);
+    tcli_open(&direct, s.addr);
+    ck_assert_int_eq(server_pings(direct.k), 0);       /* answered, never run again */
+    tcli_close(&direct);
+    tsrv_stop_clean(&s);
+    log = tu_read_file(s.log_path, NULL);
+    ck_assert_msg(log != NULL && strstr(log, "cut short or damaged") != NULL,
+                  "the server did not report the torn record: %s", log ? log : "(no log)");
+    free(log);
+    tsrv_close(&s);
+
+    /* a file that is not a reply log is refused and left alone */
+    {
+        qrpc_node_config cfg;
+        qrpc_node *n = NULL;
+        tt_log tl;
+        char *after;
+
+        lfd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ck_assert_int_eq(write(lfd, "precious data\n", 14), 14);
+        close(lfd);
+        tt_log_init(&tl);
+        qrpc_node_config_init(&cfg);
+        cfg.listen = "127.0.0.1:0";
+        cfg.dedup_log = path;
+        cfg.log = tt_log_fn;
+        cfg.log_arg = &tl;
+        ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EIO);
+        ck_assert(n == NULL);
+        ck_assert(tt_log_wait(&tl, "not a qrpc reply log", 1000));
+        after = tu_read_file(path, NULL);
+        ck_assert_str_eq(after, "precious data\n");
+        free(after);
+        cfg.listen = NULL;              /* a log needs a listening node */
+        ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EINVAL);
+        tt_log_fini(&tl);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Acknowledged calls leave the log: 20000 calls keep it far below 20000 records. */
+START_TEST(tcp_reply_log_bounded)
+{
+    enum { N = 20000, REC = 36 };       /* a ping's record: header and payload */
+    tsrv_opts o = { 0 };
+    tsrv s;
+    tcli c;
+    struct stat st;
+    char path[300], *dir = tu_mkdtemp();
+    int i;
+
+    snprintf(path, sizeof path, "%s/replies.qlog", dir);
+    o.dedup_log = path;
+    tsrv_start(&s, &o);
+    tcli_open(&c, s.addr);
+    for (i = 0; i < N; i++)
+        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
+    ck_assert_int_eq(server_pings(c.k), N);
+    tcli_close(&c);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+    ck_assert_int_eq(stat(path, &st), 0);
+    /* compaction at twice the live records, 4096 at least: never near N */
+    ck_assert_msg(st.st_size < (off_t)(N / 2) * REC, "the log holds %lld bytes after %d calls",
+                  (long long)st.st_size, N);
+    fprintf(stderr, "tcp_reply_log_bounded: %d calls, log %lld bytes\n", N,
+            (long long)st.st_size);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(tcp_raw_valid)
 {
     tsrv s;
@@ -3171,6 +3330,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_retransmit_lost);
     tcase_add_test(tc, tcp_retransmit_cuts);
     tcase_add_test(tc, tcp_retransmit_restart);
+    tcase_add_test(tc, tcp_reply_log);
+    tcase_add_test(tc, tcp_reply_log_bounded);
     tcase_add_loop_test(tc, tcp_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, tcp_hostile_all_at_once);
     tcase_add_test(tc, tcp_hostile_truncated);
