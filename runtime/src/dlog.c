@@ -20,9 +20,11 @@
  *
  * Known limits: a write or fdatasync error is logged and the calls are
  * answered anyway (their retransmissions after a restart will be
- * refused, not run twice); a damaged record in the middle of the file
+ * refused, not run twice); a compaction that fails is tried again after
+ * every batch (and said once); a damaged record in the middle of the file
  * loses the records after it too; records are restored only as far as
- * the reply cache's limits allow (the others are logged and skipped).
+ * the reply cache's limits allow (the others are logged and skipped);
+ * every reply is copied once more, into the batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +45,8 @@
 #define DLOG_T_COMPLETION 1u
 /* A log of fewer records than this is never compacted. */
 #define DLOG_COMPACT_MIN  4096u
+/* The writer's buffer is given back after a batch when it is larger than this. */
+#define DLOG_BUF_KEEP     (1u << 20)
 
 /* One queued completion. */
 typedef struct dlog_item {
@@ -65,6 +69,7 @@ struct qrpc__dlog {
     pthread_t thread;
     uint64_t records;           /* in the file now */
     bool failed;                /* a write failed: said once */
+    bool compact_failed;        /* a compaction failed: said once */
     uint8_t *buf;               /* the writer's batch */
     size_t buf_cap;
 };
@@ -379,11 +384,15 @@ static void dlog_compact(qrpc__dlog *l)
     fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || dlog_write_all(fd, l->buf, s.len) != 0 || fdatasync(fd) != 0 ||
         rename(tmp, l->path) != 0) {
-        qrpc__log(n, "dedup_log %s: cannot compact: %s", l->path, strerror(errno));
+        if (!l->compact_failed)
+            qrpc__log(n, "dedup_log %s: cannot compact (%s): the log grows until it can",
+                      l->path, strerror(errno));
+        l->compact_failed = true;
         if (fd >= 0)
             unlink(tmp);
         goto out;
     }
+    l->compact_failed = false;
     (void)dlog_sync_dir(l->path);
     close(l->fd);
     l->fd = fd;
@@ -433,6 +442,11 @@ static void dlog_write_batch(qrpc__dlog *l, dlog_item *batch)
     qrpc__dedup_stats(n->dedup, &st);
     if (l->records > DLOG_COMPACT_MIN && l->records > 2 * (uint64_t)st.entries)
         dlog_compact(l);
+    if (l->buf_cap > DLOG_BUF_KEEP) {   /* a batch of large replies: not kept for ever */
+        free(l->buf);
+        l->buf = NULL;
+        l->buf_cap = 0;
+    }
 }
 
 static void *dlog_main(void *arg)

@@ -2263,6 +2263,45 @@ START_TEST(tcp_reply_log_bounded)
 }
 END_TEST
 
+/*
+ * A compaction that cannot be done (PATH.tmp is a directory) is said once
+ * in the log, and the server goes on, its log growing.
+ */
+START_TEST(tcp_reply_log_compact_fails)
+{
+    enum { N = 6000, REC = 36 };
+    tsrv_opts o = { 0 };
+    tsrv s;
+    tcli c;
+    struct stat st;
+    char path[300], tmp[310], *dir = tu_mkdtemp(), *log, *at;
+    int i, said = 0;
+
+    snprintf(path, sizeof path, "%s/replies.qlog", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ck_assert_int_eq(mkdir(tmp, 0700), 0);
+    o.dedup_log = path;
+    tsrv_start(&s, &o);
+    tcli_open(&c, s.addr);
+    for (i = 0; i < N; i++)
+        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
+    ck_assert_int_eq(server_pings(c.k), N);
+    tcli_close(&c);
+    tsrv_stop_clean(&s);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_msg(st.st_size >= (off_t)N * REC, "compacted after all: %lld bytes",
+                  (long long)st.st_size);
+    log = tu_read_file(s.log_path, NULL);
+    for (at = log; at != NULL && (at = strstr(at, "cannot compact")) != NULL; at++)
+        said++;
+    ck_assert_msg(said == 1, "'cannot compact' said %d times: %s", said, log ? log : "");
+    free(log);
+    tsrv_close(&s);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(tcp_raw_valid)
 {
     tsrv s;
@@ -3332,6 +3371,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_retransmit_restart);
     tcase_add_test(tc, tcp_reply_log);
     tcase_add_test(tc, tcp_reply_log_bounded);
+    tcase_add_test(tc, tcp_reply_log_compact_fails);
     tcase_add_loop_test(tc, tcp_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, tcp_hostile_all_at_once);
     tcase_add_test(tc, tcp_hostile_truncated);
