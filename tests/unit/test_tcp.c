@@ -2231,26 +2231,33 @@ START_TEST(tcp_reply_log)
 }
 END_TEST
 
+/* A server with reply log path runs n pings of one client, and stops cleanly. */
+static void logged_pings(tsrv *s, char *path, int n)
+{
+    tsrv_opts o = { 0 };
+    tcli c;
+    int i;
+
+    o.dedup_log = path;
+    tsrv_start(s, &o);
+    tcli_open(&c, s->addr);
+    for (i = 0; i < n; i++)
+        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
+    ck_assert_int_eq(server_pings(c.k), n);
+    tcli_close(&c);
+    tsrv_stop_clean(s);
+}
+
 /* Acknowledged calls leave the log: 20000 calls keep it far below 20000 records. */
 START_TEST(tcp_reply_log_bounded)
 {
     enum { N = 20000, REC = 36 };       /* a ping's record: header and payload */
-    tsrv_opts o = { 0 };
     tsrv s;
-    tcli c;
     struct stat st;
     char path[300], *dir = tu_mkdtemp();
-    int i;
 
     snprintf(path, sizeof path, "%s/replies.qlog", dir);
-    o.dedup_log = path;
-    tsrv_start(&s, &o);
-    tcli_open(&c, s.addr);
-    for (i = 0; i < N; i++)
-        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
-    ck_assert_int_eq(server_pings(c.k), N);
-    tcli_close(&c);
-    tsrv_stop_clean(&s);
+    logged_pings(&s, path, N);
     tsrv_close(&s);
     ck_assert_int_eq(stat(path, &st), 0);
     /* compaction at twice the live records, 4096 at least: never near N */
@@ -2270,24 +2277,15 @@ END_TEST
 START_TEST(tcp_reply_log_compact_fails)
 {
     enum { N = 6000, REC = 36 };
-    tsrv_opts o = { 0 };
     tsrv s;
-    tcli c;
     struct stat st;
     char path[300], tmp[310], *dir = tu_mkdtemp(), *log, *at;
-    int i, said = 0;
+    int said = 0;
 
     snprintf(path, sizeof path, "%s/replies.qlog", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     ck_assert_int_eq(mkdir(tmp, 0700), 0);
-    o.dedup_log = path;
-    tsrv_start(&s, &o);
-    tcli_open(&c, s.addr);
-    for (i = 0; i < N; i++)
-        ck_assert_int_eq(kitchen_Kitchen_ping(c.k), 0);
-    ck_assert_int_eq(server_pings(c.k), N);
-    tcli_close(&c);
-    tsrv_stop_clean(&s);
+    logged_pings(&s, path, N);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_msg(st.st_size >= (off_t)N * REC, "compacted after all: %lld bytes",
                   (long long)st.st_size);
