@@ -181,7 +181,6 @@ typedef struct client_op {
     qrpc_done_fn done;          /* the caller's completion */
     void (*fn)(void);
     void *arg;
-    uint64_t wait_ns;           /* the next attempt's wait for its reply */
     uint64_t backoff_ns;        /* before the next retransmission after a break */
     uint64_t when_ns;           /* while queued: when to send again */
     bool maybe_ran;             /* some attempt may have reached a server */
@@ -234,6 +233,9 @@ static void client_op_free(qrpc__blob *b)
     free(b);                    /* the op: its first member */
 }
 
+static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(void),
+                                   void *arg);
+
 /*
  * The op of a remote call; takes args' storage (on error too: the
  * caller frees args in every case anyway).  NULL: out of memory.
@@ -257,24 +259,19 @@ static client_op *client_op_new(qrpc_client *c, qrpc__call *call, qrpc_done_fn d
     op->call.args = NULL;
     op->call.blob = &op->blob;
     op->call.att = &op->att;
+    op->call.done = client_op_attempt_done;
+    op->call.fn = NULL;
     op->call.arg = op;
     memset(&op->att, 0, sizeof op->att);
     op->done = done;
     op->fn = fn;
     op->arg = arg;
-    op->wait_ns = retry_ms < 0 ? 0 : (uint64_t)retry_ms * 1000000u;
+    op->call.wait_ns = retry_ms < 0 ? 0 : (uint64_t)retry_ms * 1000000u;
     op->backoff_ns = CLIENT_BACKOFF_NS;
     op->when_ns = 0;
     op->maybe_ran = false;
     op->next = NULL;
     return op;
-}
-
-/* Sets the attempt's own deadline from wait_ns (0: none but the call's). */
-static void client_op_arm(client_op *op, uint64_t now)
-{
-    op->call.attempt_ns = op->wait_ns == 0 || now > UINT64_MAX - op->wait_ns
-                          ? 0 : now + op->wait_ns;
 }
 
 /*
@@ -354,13 +351,13 @@ static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(
 
     (void)fn;
     if (!a->expired && !a->broken) {            /* an answer, or oneway handed over */
-        now = status == QRPC_EBUSY && op->call.retry ? qrpc__now_ns(n) : UINT64_MAX;
         /*
          * A copy turned away because the server is busy (its reply cache
          * full of waiting copies, say) says nothing of the first, which
          * may still be running there: ask again later.
          */
-        if (now < op->call.deadline_ns)
+        if (status == QRPC_EBUSY && op->call.retry &&
+            (now = qrpc__now_ns(n)) < op->call.deadline_ns)
             client_op_queue(op, now + client_op_backoff(op));
         else
             client_op_finish(op, status, results);
@@ -390,7 +387,8 @@ static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(
         return;
     }
     if (a->expired) {
-        op->wait_ns = op->wait_ns > UINT64_MAX / 2 ? UINT64_MAX : op->wait_ns * 2;
+        op->call.wait_ns = op->call.wait_ns > UINT64_MAX / 2 ? UINT64_MAX
+                                                             : op->call.wait_ns * 2;
         client_op_queue(op, now);
     } else {
         client_op_queue(op, now + client_op_backoff(op));
@@ -411,8 +409,7 @@ static void client_op_resend(client_op *op)
     op->call.retry = true;
     op->call.acked = qrpc__acks_watermark(&op->client->acks);
     memset(&op->att, 0, sizeof op->att);
-    client_op_arm(op, now);
-    atomic_fetch_add_explicit(&n->st_retransmissions, 1, memory_order_relaxed);
+    qrpc__counter_add(&n->st_retransmissions, 1);
     rc = qrpc__fe_call(op->client->fe, &op->call);
     if (rc == 0)
         return;                 /* op may be complete and gone already */
@@ -531,10 +528,7 @@ static int client_start(qrpc_client *c, qrpc__call *call, qrpc_done_fn done,
     op = client_op_new(c, call, done, fn, arg);
     if (op == NULL)
         return QRPC_ENOMEM;
-    op->call.done = client_op_attempt_done;
-    op->call.fn = NULL;
-    client_op_arm(op, qrpc__now_ns(c->node));
-    atomic_fetch_add_explicit(&c->node->st_calls, 1, memory_order_relaxed);
+    qrpc__counter_add(&c->node->st_calls, 1);
     rc = qrpc__fe_call(c->fe, &op->call);
     if (rc != 0)
         qrpc__blob_unref(&op->blob);    /* the arguments go with it */
@@ -628,15 +622,16 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     atomic_init(&w.done, false);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    cl.client = c;
-    cl.seq = call.seq;
-    cl.done = client_sync_done;
-    cl.fn = NULL;
-    cl.arg = &w;
-    if (c->fe == &c->node->local)
+    if (c->fe == &c->node->local) {
+        cl.client = c;
+        cl.seq = call.seq;
+        cl.done = client_sync_done;
+        cl.fn = NULL;
+        cl.arg = &w;
         rc = client_start(c, &call, client_local_done, NULL, &cl);
-    else                        /* the op reports the outcome itself */
+    } else {                    /* the op reports the outcome itself */
         rc = client_start(c, &call, client_sync_done, NULL, &w);
+    }
     if (rc != 0)
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
     if (rc == 0) {

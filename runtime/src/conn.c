@@ -842,9 +842,10 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
         pc->stream = m->stream;
         pc->flags = call->flags;
         pc->call_deadline_ns = call->deadline_ns;
-        pc->deadline_ns = call->attempt_ns != 0 && call->attempt_ns < call->deadline_ns
-                          ? call->attempt_ns : call->deadline_ns;
-        pc->wait_ns = pc->deadline_ns - now;
+        pc->wait_ns = call->wait_ns;
+        pc->deadline_ns = call->wait_ns != 0 && call->deadline_ns > now &&
+                          call->wait_ns < call->deadline_ns - now
+                          ? now + call->wait_ns : call->deadline_ns;
         pc->att = call->att;
         pc->done = call->done;
         pc->fn = call->fn;
@@ -950,6 +951,15 @@ static int conn_sane_status(int32_t s)
     }
 }
 
+static void conn_job_append(qrpc__job **head, qrpc__job **tail, qrpc__job *job)
+{
+    if (*tail != NULL)
+        (*tail)->next = job;
+    else
+        *head = job;
+    *tail = job;
+}
+
 static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
 {
     qrpc__conn *c = owner;
@@ -998,19 +1008,10 @@ static int conn_on_msg(void *owner, qrpc__rx_msg *msg)
     job->conn = c;
     qrpc__conn_ref(c);
     atomic_fetch_add(&c->inflight, 1);
-    if (msg->body_len >= CONN_BIG_JOB) {
-        if (c->big_tail != NULL)
-            c->big_tail->next = job;
-        else
-            c->big_head = job;
-        c->big_tail = job;
-    } else {
-        if (c->jobs_tail != NULL)
-            c->jobs_tail->next = job;
-        else
-            c->jobs_head = job;
-        c->jobs_tail = job;
-    }
+    if (msg->body_len >= CONN_BIG_JOB)
+        conn_job_append(&c->big_head, &c->big_tail, job);
+    else
+        conn_job_append(&c->jobs_head, &c->jobs_tail, job);
     return 0;
 }
 
@@ -1161,7 +1162,7 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     pthread_mutex_lock(&c->lock);
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
         pc = c->heap[0];
-        if (pc->deadline_ns < pc->call_deadline_ns && pc->wait_ns > 0 &&
+        if (pc->wait_ns != 0 && pc->call_deadline_ns > now &&
             (atomic_load(&c->writing) != CONN_IDLE || atomic_load(&c->queue) != NULL)) {
             /*
              * An attempt's wait ran out while the connection is still
@@ -1169,7 +1170,7 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
              * now would only queue behind, so the attempt waits another
              * round instead.
              */
-            pc->deadline_ns = now + pc->wait_ns < pc->call_deadline_ns
+            pc->deadline_ns = pc->wait_ns < pc->call_deadline_ns - now
                               ? now + pc->wait_ns : pc->call_deadline_ns;
             conn_heap_down(c, 0);
             continue;

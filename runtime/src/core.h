@@ -17,6 +17,7 @@
 
 #include "qrpc.h"
 #include "acks.h"
+#include "counter.h"
 #include "rcu.h"
 #include "transport.h"
 
@@ -161,8 +162,8 @@ struct qrpc_node {
     uint64_t (*now)(void *arg); /* testing.h; NULL: CLOCK_MONOTONIC */
     void *now_arg;
     struct qrpc__retryq *retry; /* client.c: calls waiting to be sent again */
-    /* qrpc_node_get_stats() */
-    atomic_uint_least64_t st_calls, st_retransmissions, st_duplicates, st_refused;
+    /* qrpc_node_get_stats(), its clients' half (the served half is the reply cache's) */
+    qrpc__counter st_calls, st_retransmissions;
 };
 
 /*

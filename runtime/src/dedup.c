@@ -84,6 +84,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "counter.h"
 #include "dedup.h"
 
 /* Shards, a power of two; the hash's top bits choose one. */
@@ -167,16 +168,6 @@ typedef struct dedup_shard {
 } dedup_shard;
 
 /*
- * A gauge that only the stats read: one counter per stripe, each on a
- * cache line of its own, and a thread updates the stripe it was given,
- * so that loop threads running calls do not fight over one line.
- */
-#define DEDUP_STRIPES 8u
-typedef struct dedup_gauge {
-    _Alignas(64) atomic_size_t v;
-} dedup_gauge;
-
-/*
  * The layout keeps what every call reads (limits, key) off the lines
  * that every call writes (the gauges), and those lines apart.
  */
@@ -190,38 +181,11 @@ struct qrpc__dedup {
     /* gauges, reserved against the limits before use */
     _Alignas(64) atomic_size_t entries, bytes;
     _Alignas(64) atomic_size_t clients, waiters;
-    /* gauges without a limit */
-    dedup_gauge running[DEDUP_STRIPES], heap[DEDUP_STRIPES];
+    /* gauges without a limit, striped (counter.h) */
+    qrpc__counter running, heap;
     /* events, for the stats */
     _Alignas(64) atomic_uint_least64_t duplicates, stale, unknown, busy, expired;
 };
-
-/* This thread's stripe of the gauges, given out round robin on first use. */
-static unsigned dedup_stripe(void)
-{
-    static atomic_uint next;
-    static _Thread_local unsigned mine = DEDUP_STRIPES;
-
-    if (mine == DEDUP_STRIPES)
-        mine = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % DEDUP_STRIPES;
-    return mine;
-}
-
-/* Adds n to gauge g (n may be a negated size: the sum wraps back). */
-static inline void dedup_gauge_add(dedup_gauge *g, size_t n)
-{
-    atomic_fetch_add_explicit(&g[dedup_stripe()].v, n, memory_order_relaxed);
-}
-
-static size_t dedup_gauge_sum(dedup_gauge *g)
-{
-    size_t sum = 0;
-    unsigned i;
-
-    for (i = 0; i < DEDUP_STRIPES; i++)
-        sum += atomic_load_explicit(&g[i].v, memory_order_relaxed);
-    return sum;
-}
 
 /* ---- memory and counters ------------------------------------------------------ */
 
@@ -243,9 +207,9 @@ static void *dedup_realloc(qrpc__dedup *d, void *p, size_t old, size_t n)
     if (q == NULL)
         return NULL;
     if (p == NULL)
-        dedup_gauge_add(d->heap, n + DEDUP_BLOCK_OVERHEAD);
+        qrpc__counter_add(&d->heap, n + DEDUP_BLOCK_OVERHEAD);
     else
-        dedup_gauge_add(d->heap, n - old);      /* wraps when it shrinks */
+        qrpc__counter_add(&d->heap, n - old);   /* wraps when it shrinks */
     return q;
 }
 
@@ -255,7 +219,7 @@ static void dedup_free_block(qrpc__dedup *d, void *p, size_t n)
     if (p == NULL)
         return;
     free(p);
-    dedup_gauge_add(d->heap, -(n + DEDUP_BLOCK_OVERHEAD));
+    qrpc__counter_add(&d->heap, -(uint64_t)(n + DEDUP_BLOCK_OVERHEAD));
 }
 
 /* Adds n to *c unless that would pass max; whether it did. */
@@ -440,7 +404,7 @@ static void dedup_entry_drop(qrpc__dedup *d, dedup_entry *e, dedup_waiter **clos
     dedup_waiter *w;
 
     if (e->state == DEDUP_RUNNING) {
-        dedup_gauge_add(d->running, (size_t)-1);
+        qrpc__counter_add(&d->running, (uint64_t)-1);
         while ((w = e->waiters) != NULL) {
             e->waiters = w->next;
             w->next = *closed;
@@ -562,7 +526,7 @@ static qrpc__dedup_verdict dedup_run(qrpc__dedup *d, dedup_client *c, uint64_t s
         return QRPC__DEDUP_BUSY;
     }
     c->running++;
-    dedup_gauge_add(d->running, 1);
+    qrpc__counter_add(&d->running, 1);
     ticket->client = c;
     ticket->entry = e;
     return QRPC__DEDUP_RUN;
@@ -723,10 +687,8 @@ qrpc__dedup *qrpc__dedup_new(const qrpc__dedup_limits *lim, qrpc__dedup_answer_f
     atomic_init(&d->entries, 0);
     atomic_init(&d->waiters, 0);
     atomic_init(&d->bytes, 0);
-    for (i = 0; i < DEDUP_STRIPES; i++) {
-        atomic_init(&d->running[i].v, 0);
-        atomic_init(&d->heap[i].v, i == 0 ? sizeof *d + DEDUP_BLOCK_OVERHEAD : 0);
-    }
+    qrpc__counter_init(&d->running, 0);
+    qrpc__counter_init(&d->heap, sizeof *d + DEDUP_BLOCK_OVERHEAD);
     atomic_init(&d->duplicates, 0);
     atomic_init(&d->stale, 0);
     atomic_init(&d->unknown, 0);
@@ -824,7 +786,7 @@ void qrpc__dedup_done(qrpc__dedup *d, qrpc__dedup_ticket ticket, int status,
     e->waiters = NULL;
     e->state = DEDUP_ANSWERED;
     c->running--;
-    dedup_gauge_add(d->running, (size_t)-1);
+    qrpc__counter_add(&d->running, (uint64_t)-1);
     s = dedup_tab_find(d, &c->entries, e->seq);
     if (e->seq <= c->watermark) {
         /* acknowledged while it ran: nobody can ask for it again */
@@ -953,10 +915,10 @@ void qrpc__dedup_stats(qrpc__dedup *d, struct qrpc__dedup_stats *out)
 {
     out->clients = atomic_load(&d->clients);
     out->entries = atomic_load(&d->entries);
-    out->running = dedup_gauge_sum(d->running);
+    out->running = (size_t)qrpc__counter_sum(&d->running);
     out->waiters = atomic_load(&d->waiters);
     out->bytes = atomic_load(&d->bytes);
-    out->heap = dedup_gauge_sum(d->heap);
+    out->heap = (size_t)qrpc__counter_sum(&d->heap);
     out->duplicates = atomic_load(&d->duplicates);
     out->stale = atomic_load(&d->stale);
     out->unknown = atomic_load(&d->unknown);

@@ -143,10 +143,11 @@ int qrpc__dedup_restore(qrpc__dedup *d, uint64_t client, uint64_t seq, int statu
                         const uint8_t *reply, size_t len, uint64_t now_ns);
 
 /*
- * A retransmission addressed to an earlier incarnation of this server:
- * REPLY (as qrpc__dedup_begin() gives it) when an answered entry for
- * (client, seq) is held (restored from the log), else UNKNOWN.  It never
- * makes an entry, never runs anything, and ignores acknowledgements.
+ * A retransmission addressed to another server incarnation: REPLY (as
+ * qrpc__dedup_begin() gives it) when an answered entry for (client, seq)
+ * is held -- restored from the reply log of an earlier life, or left by
+ * a copy that ran here, once -- else UNKNOWN.  It never makes an entry,
+ * never runs anything, and ignores acknowledgements.
  */
 qrpc__dedup_verdict qrpc__dedup_lookup(qrpc__dedup *d, uint64_t client, uint64_t seq,
                                        uint64_t now_ns, int *status, qrpc_buf *reply);

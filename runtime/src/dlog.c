@@ -2,13 +2,15 @@
  * dlog.c - the durable reply log of dlog.h.
  *
  * The file: an 8-byte header "QRPCDLG1", then records, each
- *   u32 payload length   u32 CRC-32 of the payload (the zlib polynomial)
+ *   u32 payload length
  *   payload: u8 type (1: completion)  3 bytes 0
  *            u64 client id   u64 sequence number   i32 status
  *            u32 reply length   the reply's bytes
- * all little-endian.  A record is only ever appended whole (one write()
- * for a batch), so a crash can leave a record cut short at the end; the
- * CRC catches one whose bytes did not all reach the disk.
+ *   u32 CRC-32 of the payload (the zlib polynomial)
+ * all little-endian, written and read with the wire helpers (qrpc_wire.h).
+ * A record is only ever appended whole (one write() for a batch), so a
+ * crash can leave a record cut short at the end; the CRC catches one
+ * whose bytes did not all reach the disk.
  *
  * One thread per log writes: appenders queue their records and go on
  * (the loop threads never wait for the disk); the thread takes everything
@@ -40,7 +42,6 @@
 
 #define DLOG_MAGIC        "QRPCDLG1"
 #define DLOG_MAGIC_LEN    8u
-#define DLOG_REC_HDR      8u        /* length and CRC */
 #define DLOG_PAYLOAD_HDR  28u       /* type, pad, client, seq, status, reply length */
 #define DLOG_T_COMPLETION 1u
 /* A log of fewer records than this is never compacted. */
@@ -70,8 +71,7 @@ struct qrpc__dlog {
     uint64_t records;           /* in the file now */
     bool failed;                /* a write failed: said once */
     bool compact_failed;        /* a compaction failed: said once */
-    uint8_t *buf;               /* the writer's batch */
-    size_t buf_cap;
+    qrpc_buf buf;               /* the writer's batch */
 };
 
 /* ---- bytes ---------------------------------------------------------------- */
@@ -101,70 +101,20 @@ static uint32_t dlog_crc(const uint8_t *p, size_t n)
     return c ^ 0xffffffffu;
 }
 
-static void dlog_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static void dlog_put64(uint8_t *p, uint64_t v)
-{
-    dlog_put32(p, (uint32_t)v);
-    dlog_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t dlog_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t dlog_get64(const uint8_t *p)
-{
-    return (uint64_t)dlog_get32(p) | (uint64_t)dlog_get32(p + 4) << 32;
-}
-
-/* Room for n more bytes at *len in the writer's buffer: false when out of memory. */
-static bool dlog_reserve(qrpc__dlog *l, size_t len, size_t n)
-{
-    size_t cap = l->buf_cap ? l->buf_cap : 4096;
-    uint8_t *nb;
-
-    if (len + n <= l->buf_cap)
-        return true;
-    while (cap < len + n)
-        cap *= 2;
-    nb = realloc(l->buf, cap);
-    if (nb == NULL)
-        return false;
-    l->buf = nb;
-    l->buf_cap = cap;
-    return true;
-}
-
-/* Appends one record to the writer's buffer at *len: false when out of memory. */
-static bool dlog_encode(qrpc__dlog *l, size_t *len, uint64_t client, uint64_t seq, int status,
+/* Appends one record to b: false when out of memory. */
+static bool dlog_encode(qrpc_buf *b, uint64_t client, uint64_t seq, int status,
                         const uint8_t *reply, size_t reply_len)
 {
-    uint8_t *p;
-    size_t plen = DLOG_PAYLOAD_HDR + reply_len;
+    static const uint8_t pad[3];
+    size_t start = b->len + 4;
 
-    if (!dlog_reserve(l, *len, DLOG_REC_HDR + plen))
+    if (qrpc_put_u32(b, (uint32_t)(DLOG_PAYLOAD_HDR + reply_len)) != 0 ||
+        qrpc_put_u8(b, DLOG_T_COMPLETION) != 0 || qrpc_put_raw(b, pad, sizeof pad) != 0 ||
+        qrpc_put_u64(b, client) != 0 || qrpc_put_u64(b, seq) != 0 ||
+        qrpc_put_i32(b, status) != 0 || qrpc_put_u32(b, (uint32_t)reply_len) != 0 ||
+        qrpc_put_raw(b, reply, reply_len) != 0)
         return false;
-    p = l->buf + *len;
-    memset(p + DLOG_REC_HDR, 0, 4);
-    p[DLOG_REC_HDR] = DLOG_T_COMPLETION;
-    dlog_put64(p + DLOG_REC_HDR + 4, client);
-    dlog_put64(p + DLOG_REC_HDR + 12, seq);
-    dlog_put32(p + DLOG_REC_HDR + 20, (uint32_t)status);
-    dlog_put32(p + DLOG_REC_HDR + 24, (uint32_t)reply_len);
-    if (reply_len != 0)
-        memcpy(p + DLOG_REC_HDR + DLOG_PAYLOAD_HDR, reply, reply_len);
-    dlog_put32(p, (uint32_t)plen);
-    dlog_put32(p + 4, dlog_crc(p + DLOG_REC_HDR, plen));
-    *len += DLOG_REC_HDR + plen;
-    return true;
+    return qrpc_put_u32(b, dlog_crc(b->data + start, b->len - start)) == 0;
 }
 
 /* write() all of p, resuming after short writes: 0 or errno. */
@@ -205,6 +155,36 @@ static ssize_t dlog_read_full(int fd, uint8_t *p, size_t n)
 /* ---- loading -------------------------------------------------------------------- */
 
 /*
+ * One record's payload and CRC (len + 4 bytes in rec), read with the wire
+ * helpers: puts it back into the reply cache (*restored counts it) or
+ * skips it (*skipped).  False when it is damaged.
+ */
+static bool dlog_restore_one(qrpc__dlog *l, const uint8_t *rec, uint32_t len, uint64_t now,
+                             size_t *restored, size_t *skipped)
+{
+    qrpc_reader r;
+    uint8_t type, pad[3];
+    uint64_t client, seq;
+    int32_t status;
+    uint32_t reply_len, crc;
+
+    qrpc_reader_init(&r, rec + len, 4);
+    if (qrpc_get_u32(&r, &crc) != 0 || crc != dlog_crc(rec, len))
+        return false;
+    qrpc_reader_init(&r, rec, len);
+    if (qrpc_get_u8(&r, &type) != 0 || type != DLOG_T_COMPLETION ||
+        qrpc_get_raw(&r, pad, sizeof pad) != 0 || qrpc_get_u64(&r, &client) != 0 ||
+        qrpc_get_u64(&r, &seq) != 0 || qrpc_get_i32(&r, &status) != 0 ||
+        qrpc_get_u32(&r, &reply_len) != 0 || reply_len != qrpc_reader_left(&r))
+        return false;
+    if (qrpc__dedup_restore(l->node->dedup, client, seq, status, r.p, reply_len, now) == 0)
+        (*restored)++;
+    else
+        (*skipped)++;
+    return true;
+}
+
+/*
  * Reads the records after the header into the reply cache.  Stops at the
  * end, or at a record cut short or damaged, whose offset goes to *end.
  */
@@ -213,15 +193,16 @@ static int dlog_load(qrpc__dlog *l, off_t *end, size_t *restored, bool *torn)
     qrpc_node *n = l->node;
     uint64_t now = qrpc__now_ns(n);
     uint32_t max_payload = DLOG_PAYLOAD_HDR + n->cfg.max_message;
-    uint8_t hdr[DLOG_REC_HDR], *payload = NULL;
+    uint8_t hdr[4], *rec = NULL;
     size_t cap = 0, skipped = 0;
     off_t off = DLOG_MAGIC_LEN;
+    qrpc_reader r;
     int rc = 0;
 
     *torn = false;
     for (;;) {
         ssize_t got = dlog_read_full(l->fd, hdr, sizeof hdr);
-        uint32_t plen;
+        uint32_t len = 0;
 
         if (got < 0) {
             rc = QRPC_EIO;
@@ -229,42 +210,34 @@ static int dlog_load(qrpc__dlog *l, off_t *end, size_t *restored, bool *torn)
         }
         if (got == 0)
             break;
-        plen = dlog_get32(hdr);
-        if ((size_t)got < sizeof hdr || plen < DLOG_PAYLOAD_HDR || plen > max_payload) {
+        qrpc_reader_init(&r, hdr, (size_t)got);
+        if (qrpc_get_u32(&r, &len) != 0 || len < DLOG_PAYLOAD_HDR || len > max_payload) {
             *torn = true;
             break;
         }
-        if (plen > cap) {
-            uint8_t *np = realloc(payload, plen);
+        if (len + 4 > cap) {            /* the payload and its CRC */
+            uint8_t *nr = realloc(rec, len + 4);
 
-            if (np == NULL) {
+            if (nr == NULL) {
                 rc = QRPC_ENOMEM;
                 break;
             }
-            payload = np;
-            cap = plen;
+            rec = nr;
+            cap = len + 4;
         }
-        got = dlog_read_full(l->fd, payload, plen);
+        got = dlog_read_full(l->fd, rec, len + 4);
         if (got < 0) {
             rc = QRPC_EIO;
             break;
         }
-        if ((size_t)got < plen || dlog_crc(payload, plen) != dlog_get32(hdr + 4) ||
-            payload[0] != DLOG_T_COMPLETION ||
-            dlog_get32(payload + 24) != plen - DLOG_PAYLOAD_HDR) {
+        if ((size_t)got < len + 4 || !dlog_restore_one(l, rec, len, now, restored, &skipped)) {
             *torn = true;
             break;
         }
-        if (qrpc__dedup_restore(n->dedup, dlog_get64(payload + 4), dlog_get64(payload + 12),
-                                (int32_t)dlog_get32(payload + 20),
-                                payload + DLOG_PAYLOAD_HDR, plen - DLOG_PAYLOAD_HDR, now) == 0)
-            (*restored)++;
-        else
-            skipped++;
         l->records++;
-        off += (off_t)(DLOG_REC_HDR + plen);
+        off += (off_t)(8 + len);
     }
-    free(payload);
+    free(rec);
     if (skipped != 0)
         qrpc__log(n, "dedup_log %s: %zu records not restored (over the reply cache's limits, "
                   "or repeated)", l->path, skipped);
@@ -330,8 +303,7 @@ static int dlog_load_file(qrpc__dlog *l, size_t *restored)
 /* ---- compaction ------------------------------------------------------------------- */
 
 typedef struct dlog_snap {
-    qrpc__dlog *log;
-    size_t len;
+    qrpc_buf *buf;
     uint64_t records;
 } dlog_snap;
 
@@ -340,7 +312,7 @@ static int dlog_snap_one(void *arg, uint64_t client, uint64_t seq, int status,
 {
     dlog_snap *s = arg;
 
-    if (!dlog_encode(s->log, &s->len, client, seq, status, reply, len))
+    if (!dlog_encode(s->buf, client, seq, status, reply, len))
         return QRPC_ENOMEM;
     s->records++;
     return 0;
@@ -371,18 +343,17 @@ static int dlog_sync_dir(const char *path)
 static void dlog_compact(qrpc__dlog *l)
 {
     qrpc_node *n = l->node;
-    dlog_snap s = { l, DLOG_MAGIC_LEN, 0 };
+    dlog_snap s = { &l->buf, 0 };
     char *tmp = malloc(strlen(l->path) + 5);
     int fd = -1;
 
-    if (tmp == NULL || !dlog_reserve(l, 0, DLOG_MAGIC_LEN))
-        goto out;
-    memcpy(l->buf, DLOG_MAGIC, DLOG_MAGIC_LEN);
-    if (qrpc__dedup_snapshot(n->dedup, dlog_snap_one, &s) != 0)
+    l->buf.len = 0;
+    if (tmp == NULL || qrpc_put_raw(&l->buf, DLOG_MAGIC, DLOG_MAGIC_LEN) != 0 ||
+        qrpc__dedup_snapshot(n->dedup, dlog_snap_one, &s) != 0)
         goto out;
     sprintf(tmp, "%s.tmp", l->path);
     fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || dlog_write_all(fd, l->buf, s.len) != 0 || fdatasync(fd) != 0 ||
+    if (fd < 0 || dlog_write_all(fd, l->buf.data, l->buf.len) != 0 || fdatasync(fd) != 0 ||
         rename(tmp, l->path) != 0) {
         if (!l->compact_failed)
             qrpc__log(n, "dedup_log %s: cannot compact (%s): the log grows until it can",
@@ -413,16 +384,17 @@ static void dlog_write_batch(qrpc__dlog *l, dlog_item *batch)
     qrpc_node *n = l->node;
     struct qrpc__dedup_stats st;
     dlog_item *it, *next;
-    size_t len = 0, count = 0;
+    size_t count = 0;
     int err = 0;
 
+    l->buf.len = 0;
     for (it = batch; it != NULL; it = it->next, count++)
-        if (!dlog_encode(l, &len, it->client, it->seq, it->status,
+        if (!dlog_encode(&l->buf, it->client, it->seq, it->status,
                          it->status == 0 ? it->results.data : NULL,
                          it->status == 0 ? it->results.len : 0))
             err = ENOMEM;
     if (err == 0)
-        err = dlog_write_all(l->fd, l->buf, len);
+        err = dlog_write_all(l->fd, l->buf.data, l->buf.len);
     if (err == 0 && fdatasync(l->fd) != 0)
         err = errno;
     if (err != 0 && !l->failed) {
@@ -442,11 +414,8 @@ static void dlog_write_batch(qrpc__dlog *l, dlog_item *batch)
     qrpc__dedup_stats(n->dedup, &st);
     if (l->records > DLOG_COMPACT_MIN && l->records > 2 * (uint64_t)st.entries)
         dlog_compact(l);
-    if (l->buf_cap > DLOG_BUF_KEEP) {   /* a batch of large replies: not kept for ever */
-        free(l->buf);
-        l->buf = NULL;
-        l->buf_cap = 0;
-    }
+    if (l->buf.cap > DLOG_BUF_KEEP)     /* a batch of large replies: not kept for ever */
+        qrpc_buf_free(&l->buf);
 }
 
 static void *dlog_main(void *arg)
@@ -535,7 +504,7 @@ void qrpc__dlog_close(qrpc__dlog *l)
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
     close(l->fd);
-    free(l->buf);
+    qrpc_buf_free(&l->buf);
     free(l->path);
     free(l);
 }

@@ -46,7 +46,8 @@ typedef struct qrpc__pcall {
     uint32_t flags;             /* QRPC_METHOD_* */
     uint64_t deadline_ns;       /* the attempt's (the heap's key) */
     uint64_t call_deadline_ns;  /* the call's: >= deadline_ns */
-    uint64_t wait_ns;           /* how far an attempt's deadline may be put off */
+    uint64_t wait_ns;           /* the attempt's wait (qrpc__call), by which its
+                                   deadline is put off while the writer is busy */
     qrpc_done_fn done;
     void (*fn)(void);
     void *arg;

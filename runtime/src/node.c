@@ -159,6 +159,8 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
         goto fail_free;
     atomic_init(&n->closed, 0);
     atomic_init(&n->refs, 1);
+    qrpc__counter_init(&n->st_calls, 0);
+    qrpc__counter_init(&n->st_retransmissions, 0);
     rc = qrpc__rcu_init(&n->rcu);
     if (rc != 0)
         goto fail_free;
@@ -287,10 +289,15 @@ void qrpc_node_get_stats(const qrpc_node *n, qrpc_node_stats *out)
     memset(out, 0, sizeof *out);
     if (n == NULL)
         return;
-    out->calls = atomic_load_explicit(&n->st_calls, memory_order_relaxed);
-    out->retransmissions = atomic_load_explicit(&n->st_retransmissions, memory_order_relaxed);
-    out->duplicates = atomic_load_explicit(&n->st_duplicates, memory_order_relaxed);
-    out->refused = atomic_load_explicit(&n->st_refused, memory_order_relaxed);
+    out->calls = qrpc__counter_sum(&n->st_calls);
+    out->retransmissions = qrpc__counter_sum(&n->st_retransmissions);
+    if (n->dedup != NULL) {
+        struct qrpc__dedup_stats ds;
+
+        qrpc__dedup_stats(n->dedup, &ds);
+        out->duplicates = ds.duplicates;
+        out->refused = ds.stale + ds.unknown;
+    }
 }
 
 void qrpc__node_set_clock(qrpc_node *n, uint64_t (*now_ns)(void *arg), void *arg)

@@ -62,7 +62,7 @@ static inline void qrpc__blob_unref(qrpc__blob *b)
  */
 typedef struct qrpc__attempt {
     bool sent;                  /* some of the request may have reached the peer */
-    bool expired;               /* its own deadline (attempt_ns) passed */
+    bool expired;               /* its own wait (wait_ns) ran out */
     bool broken;                /* the connection failed under it */
     uint64_t peer_incarnation;  /* the peer's, from its HELLO; 0: not known */
 } qrpc__attempt;
@@ -80,9 +80,10 @@ typedef struct qrpc__call {
     uint64_t seq;               /* the client's sequence number of this call */
     uint64_t acked;             /* the client's watermark when it was made */
     uint64_t deadline_ns;       /* absolute, on the node's clock */
-    /* this attempt's own deadline (<= deadline_ns), after which it ends
-     * with QRPC_ETIMEDOUT and att->expired; 0: deadline_ns */
-    uint64_t attempt_ns;
+    /* how long this attempt waits for its reply (never past deadline_ns)
+     * before it ends with QRPC_ETIMEDOUT and att->expired; 0: until
+     * deadline_ns */
+    uint64_t wait_ns;
     bool retry;                 /* a retransmission (QRPC__REQ_RETRY) ... */
     uint64_t incarnation;       /* ... addressed to this server incarnation */
     qrpc_buf *args;             /* the encoded arguments (see fe_call), or: */

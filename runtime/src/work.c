@@ -30,7 +30,7 @@ typedef struct work_resp {
     uint32_t flags;
     qrpc__dedup *dedup;         /* non-NULL: the reply cache's RUN ticket */
     qrpc__dedup_ticket ticket;
-    qrpc__dlog *dlog;           /* non-NULL (with dedup): log the outcome first */
+    qrpc__dlog *dlog;           /* non-NULL (only with dedup): log the outcome first */
     uint64_t client, seq;
 } work_resp;
 
@@ -69,7 +69,7 @@ static void work_logged(void *ctx, int status, qrpc_buf *results)
  */
 static void work_answer(const work_resp *wr, int status, qrpc_buf *results, bool later)
 {
-    if (wr->dlog != NULL && wr->dedup != NULL) {
+    if (wr->dlog != NULL) {
         qrpc__conn_ref(wr->conn);       /* the log's copy of wr holds one */
         if (qrpc__dlog_append(wr->dlog, wr->client, wr->seq, status, results, work_logged,
                               wr, sizeof *wr) == 0)
@@ -117,7 +117,7 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
 static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
 {
     const qrpc__reqhdr *h = &job->msg.req;
-    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL }, NULL, 0, 0 };
+    work_resp wr = { .conn = job->conn, .stream = job->msg.stream, .flags = h->flags };
     qrpc_buf cached = { NULL, 0, 0 };
     uint64_t now = job->recv_ns;
     bool retry = (h->flags & QRPC__REQ_RETRY) != 0;
@@ -125,10 +125,8 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
     int status = 0;
 
     if (retry && h->incarnation != n->incarnation)
-        /* only the log of an earlier life can answer it */
-        v = n->dlog == NULL ? QRPC__DEDUP_UNKNOWN
-                            : qrpc__dedup_lookup(n->dedup, h->client_id, h->seq, now, &status,
-                                                 &cached);
+        /* answered only by what the reply log of an earlier life put back */
+        v = qrpc__dedup_lookup(n->dedup, h->client_id, h->seq, now, &status, &cached);
     else
         v = qrpc__dedup_begin(n->dedup, h->client_id, h->seq, h->acked, retry, now, job,
                               ticket, &status, &cached);
@@ -142,17 +140,13 @@ static bool work_dedup(qrpc_node *n, qrpc__job *job, qrpc__dedup_ticket *ticket)
          * qrpc__work_dedup_answer() has the job now, and may already have
          * answered and freed it on another thread: hands off.
          */
-        atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
         return false;
     case QRPC__DEDUP_REPLY:
-        atomic_fetch_add_explicit(&n->st_duplicates, 1, memory_order_relaxed);
         break;
     case QRPC__DEDUP_STALE:
-        atomic_fetch_add_explicit(&n->st_refused, 1, memory_order_relaxed);
         status = QRPC_ESTALE;
         break;
     case QRPC__DEDUP_UNKNOWN:
-        atomic_fetch_add_explicit(&n->st_refused, 1, memory_order_relaxed);
         status = QRPC_EUNKNOWN;
         break;
     default:
@@ -168,8 +162,8 @@ void qrpc__work_run(qrpc_node *n, qrpc__job *job)
 {
     const qrpc__reqhdr *h = &job->msg.req;
     qrpc_buf results = { NULL, 0, 0 };
-    work_resp wr = { job->conn, job->msg.stream, h->flags, NULL, { NULL, NULL }, NULL,
-                     h->client_id, h->seq };
+    work_resp wr = { .conn = job->conn, .stream = job->msg.stream, .flags = h->flags,
+                     .client = h->client_id, .seq = h->seq };
     qrpc__responder resp = { work_respond, &wr, sizeof wr };
     qrpc__svc_key key;
     qrpc__request req;
@@ -210,8 +204,8 @@ void qrpc__work_run(qrpc_node *n, qrpc__job *job)
 
 void qrpc__work_refuse(qrpc__job *job)
 {
-    work_resp wr = { job->conn, job->msg.stream, job->msg.req.flags, NULL, { NULL, NULL },
-                     NULL, 0, 0 };
+    work_resp wr = { .conn = job->conn, .stream = job->msg.stream,
+                     .flags = job->msg.req.flags };
     qrpc_buf none = { NULL, 0, 0 };
 
     work_answer(&wr, QRPC_ECLOSED, &none, false);

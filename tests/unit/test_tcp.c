@@ -1781,6 +1781,25 @@ static int32_t raw_expect_empty_reply(int fd, uint32_t stream)
     return (int32_t)get_le32(h + 20);
 }
 
+/*
+ * Sends ping(), by client with seq and acked, on stream -- a retransmission
+ * addressed to server incarnation inc when retry -- and returns the status
+ * of its (empty) reply.
+ */
+static int32_t raw_ping(int fd, uint32_t stream, uint64_t client, uint64_t seq, uint64_t acked,
+                        bool retry, uint64_t inc)
+{
+    uint8_t buf[256];
+    size_t n = fr_ping(buf, stream, client, seq, acked);
+
+    if (retry) {
+        le32(buf + 16 + 12, 0x100);     /* RETRY */
+        le64(buf + 16 + 40, inc);
+    }
+    ck_assert(raw_send(fd, buf, n));
+    return raw_expect_empty_reply(fd, stream);
+}
+
 static int32_t server_pings(qrpc_client *k)
 {
     kitchen_i32_list values = { NULL, 0 };
@@ -1816,29 +1835,19 @@ START_TEST(tcp_raw_at_most_once)
     n = fr_hello(buf);
     ck_assert(raw_send(fd, buf, n));
 
-    n = fr_ping(buf, 1, 0x77, 1, 0);
-    ck_assert(raw_send(fd, buf, n));
-    ck_assert_int_eq(raw_expect_empty_reply(fd, 1), 0);
+    ck_assert_int_eq(raw_ping(fd, 1, 0x77, 1, 0, false, 0), 0);
     ck_assert_int_eq(server_pings(c.k), 1);
     /* the same call again, on another stream: answered, not run */
-    n = fr_ping(buf, 2, 0x77, 1, 0);
-    ck_assert(raw_send(fd, buf, n));
-    ck_assert_int_eq(raw_expect_empty_reply(fd, 2), 0);
+    ck_assert_int_eq(raw_ping(fd, 2, 0x77, 1, 0, false, 0), 0);
     ck_assert_int_eq(server_pings(c.k), 1);
     /* the next call acknowledges the first */
-    n = fr_ping(buf, 3, 0x77, 2, 1);
-    ck_assert(raw_send(fd, buf, n));
-    ck_assert_int_eq(raw_expect_empty_reply(fd, 3), 0);
+    ck_assert_int_eq(raw_ping(fd, 3, 0x77, 2, 1, false, 0), 0);
     ck_assert_int_eq(server_pings(c.k), 2);
     /* so a late copy of the first is stale: never run */
-    n = fr_ping(buf, 4, 0x77, 1, 1);
-    ck_assert(raw_send(fd, buf, n));
-    ck_assert_int_eq(raw_expect_empty_reply(fd, 4), QRPC_ESTALE);
+    ck_assert_int_eq(raw_ping(fd, 4, 0x77, 1, 1, false, 0), QRPC_ESTALE);
     ck_assert_int_eq(server_pings(c.k), 2);
     /* another client's seq 1 is a call of its own */
-    n = fr_ping(buf, 5, 0x78, 1, 0);
-    ck_assert(raw_send(fd, buf, n));
-    ck_assert_int_eq(raw_expect_empty_reply(fd, 5), 0);
+    ck_assert_int_eq(raw_ping(fd, 5, 0x78, 1, 0, false, 0), 0);
     ck_assert_int_eq(server_pings(c.k), 3);
     /* an idempotent call sent twice is answered twice (it is not remembered) */
     add_args(args, -20, 62);
@@ -2122,36 +2131,6 @@ static uint64_t raw_hello_incarnation(int fd)
     return inc;
 }
 
-/* fr_ping() as a retransmission addressed to server incarnation inc. */
-static size_t fr_ping_retry(uint8_t *p, uint32_t stream, uint64_t client, uint64_t seq,
-                            uint64_t inc)
-{
-    size_t n = fr_ping(p, stream, client, seq, 0);
-
-    le32(p + 16 + 12, 0x100);   /* RETRY */
-    le64(p + 16 + 40, inc);
-    return n;
-}
-
-/* One request (after a HELLO when first) and its empty reply's status. */
-static int32_t raw_ping_status(int fd, bool first, uint32_t stream, size_t (*make)(uint8_t *))
-{
-    uint8_t buf[512];
-    size_t n = first ? fr_hello(buf) : 0;
-
-    n += make(buf + n);
-    ck_assert(raw_send(fd, buf, n));
-    return raw_expect_empty_reply(fd, stream);
-}
-
-static uint64_t rl_inc;         /* the first server's incarnation */
-
-static size_t rl_seq5(uint8_t *p) { return fr_ping(p, 1, 0x77, 5, 0); }
-static size_t rl_seq6(uint8_t *p) { return fr_ping(p, 3, 0x77, 6, 0); }
-static size_t rl_retry5(uint8_t *p) { return fr_ping_retry(p, 1, 0x77, 5, rl_inc); }
-static size_t rl_retry6(uint8_t *p) { return fr_ping_retry(p, 3, 0x77, 6, rl_inc); }
-static size_t rl_retry7(uint8_t *p) { return fr_ping_retry(p, 5, 0x77, 7, rl_inc); }
-
 /*
  * With dedup_log, a server killed and started again answers the
  * retransmissions meant for its previous incarnation from the log (and
@@ -2164,6 +2143,8 @@ START_TEST(tcp_reply_log)
     tsrv s;
     tcli direct;
     char path[300], *dir = tu_mkdtemp(), *log;
+    uint8_t hello[64];
+    uint64_t inc;
     int fd, lfd;
 
     snprintf(path, sizeof path, "%s/replies.qlog", dir);
@@ -2171,9 +2152,10 @@ START_TEST(tcp_reply_log)
     tsrv_start(&s, &o);
     o.port = s.port;
     fd = raw_connect(s.port);
-    rl_inc = raw_hello_incarnation(fd);
-    ck_assert_int_eq(raw_ping_status(fd, true, 1, rl_seq5), 0);
-    ck_assert_int_eq(raw_ping_status(fd, false, 3, rl_seq6), 0);
+    inc = raw_hello_incarnation(fd);
+    ck_assert(raw_send(fd, hello, fr_hello(hello)));
+    ck_assert_int_eq(raw_ping(fd, 1, 0x77, 5, 0, false, 0), 0);
+    ck_assert_int_eq(raw_ping(fd, 3, 0x77, 6, 0, false, 0), 0);
     close(fd);
     tsrv_stop(&s, SIGKILL, 10000);
     tsrv_close(&s);
@@ -2185,10 +2167,11 @@ START_TEST(tcp_reply_log)
 
     tsrv_start(&s, &o);
     fd = raw_connect(s.port);
-    ck_assert(raw_hello_incarnation(fd) != rl_inc);
-    ck_assert_int_eq(raw_ping_status(fd, true, 1, rl_retry5), 0);
-    ck_assert_int_eq(raw_ping_status(fd, false, 3, rl_retry6), 0);
-    ck_assert_int_eq(raw_ping_status(fd, false, 5, rl_retry7), QRPC_EUNKNOWN);
+    ck_assert(raw_hello_incarnation(fd) != inc);
+    ck_assert(raw_send(fd, hello, fr_hello(hello)));
+    ck_assert_int_eq(raw_ping(fd, 1, 0x77, 5, 0, true, inc), 0);
+    ck_assert_int_eq(raw_ping(fd, 3, 0x77, 6, 0, true, inc), 0);
+    ck_assert_int_eq(raw_ping(fd, 5, 0x77, 7, 0, true, inc), QRPC_EUNKNOWN);
     close(fd);
     tcli_open(&direct, s.addr);
     ck_assert_int_eq(server_pings(direct.k), 0);       /* answered, never run again */
