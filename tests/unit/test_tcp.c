@@ -2061,6 +2061,37 @@ START_TEST(tcp_retransmit_cuts)
 END_TEST
 
 /*
+ * A copy turned away busy (the server takes one request at a time and
+ * runs the first) is sent again after a backoff, not given up on: the
+ * call gets its one result once the first run ends.
+ */
+START_TEST(tcp_retransmit_busy)
+{
+    tsrv_opts o = { .max_inflight = 1 };
+    tsrv s;
+    tcli c;
+    kitchen_i32_list values = { NULL, 0 };
+    kitchen_Hash h;
+    kitchen_Leaf *leaf = NULL;
+    int rc;
+
+    tsrv_start(&s, &o);
+    tcli_open_retry(&c, s.addr, 20, 20000);
+    rc = kitchen_Kitchen_fill(c.k, KF_SLEEP + 300, &values, &h, &leaf);
+    ck_assert_msg(rc == 0, "fill: %s", qrpc_err_name(rc));
+    kitchen_i32_list_free(&values);
+    kitchen_Leaf_opt_free(&leaf);
+    ck_assert_uint_ge(client_retransmissions(&c), 2);
+    tsrv_events(&s, "SLEPT", 1, 5000);
+    ck_assert_msg(tsrv_event(&s, "SLEEP", 1000, NULL, 0), "the handler did not run");
+    ck_assert_msg(!tsrv_event(&s, "SLEEP", 100, NULL, 0), "the handler ran twice");
+    tcli_close(&c);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
+/*
  * A call in flight when its server dies: the client sends it again to
  * the server that comes back on the same port, which refuses it
  * (QRPC_EUNKNOWN: the first copy may have run in the process that died)
@@ -2159,11 +2190,23 @@ START_TEST(tcp_reply_log)
     close(fd);
     tsrv_stop(&s, SIGKILL, 10000);
     tsrv_close(&s);
-    /* a crash in the middle of an append: a record cut short */
-    lfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    ck_assert_int_ge(lfd, 0);
-    ck_assert_int_eq(write(lfd, "\x30\0\0\0\x11\x22\x33\x44torn", 12), 12);
-    close(lfd);
+    /*
+     * Both records once more (the cache cannot take a call twice: they
+     * are skipped, and said so), then a crash in the middle of an append:
+     * a record cut short.
+     */
+    {
+        size_t len = 0;
+        char *old = tu_read_file(path, &len);
+
+        ck_assert(old != NULL && len > 8);
+        lfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        ck_assert_int_ge(lfd, 0);
+        ck_assert_int_eq(write(lfd, old + 8, len - 8), (ssize_t)(len - 8));
+        ck_assert_int_eq(write(lfd, "\x30\0\0\0\x11\x22\x33\x44torn", 12), 12);
+        close(lfd);
+        free(old);
+    }
 
     tsrv_start(&s, &o);
     fd = raw_connect(s.port);
@@ -2180,6 +2223,8 @@ START_TEST(tcp_reply_log)
     log = tu_read_file(s.log_path, NULL);
     ck_assert_msg(log != NULL && strstr(log, "cut short or damaged") != NULL,
                   "the server did not report the torn record: %s", log ? log : "(no log)");
+    ck_assert_msg(strstr(log, "2 records not restored") != NULL,
+                  "the server did not report the repeated records: %s", log);
     free(log);
     tsrv_close(&s);
 
@@ -2205,6 +2250,13 @@ START_TEST(tcp_reply_log)
         after = tu_read_file(path, NULL);
         ck_assert_str_eq(after, "precious data\n");
         free(after);
+        cfg.dedup_log = "/dev/null";    /* opened, refused before anything is written */
+        ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EIO);
+        ck_assert(tt_log_wait(&tl, "not a regular file", 1000));
+        snprintf(path, sizeof path, "%s/no/such/dir/replies.qlog", dir);
+        cfg.dedup_log = path;
+        ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EIO);
+        ck_assert(tt_log_wait(&tl, "cannot open", 1000));
         cfg.listen = NULL;              /* a log needs a listening node */
         ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EINVAL);
         tt_log_fini(&tl);
@@ -3349,6 +3401,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_at_most_once_dups);
     tcase_add_test(tc, tcp_retransmit_lost);
     tcase_add_test(tc, tcp_retransmit_cuts);
+    tcase_add_test(tc, tcp_retransmit_busy);
     tcase_add_test(tc, tcp_retransmit_restart);
     tcase_add_test(tc, tcp_reply_log);
     tcase_add_test(tc, tcp_reply_log_bounded);
