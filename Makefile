@@ -59,11 +59,11 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/obj/%.o) \
 
 compiler: $(QRPCGEN)
 
-$(BUILD)/gen/compiler/parser.c $(BUILD)/gen/compiler/parser.h: compiler/parser.y
+$(BUILD)/gen/compiler/parser.c $(BUILD)/gen/compiler/parser.h &: compiler/parser.y
 	@mkdir -p $(dir $@)
 	$(BISON) -Wall -Werror --defines=$(BUILD)/gen/compiler/parser.h -o $(BUILD)/gen/compiler/parser.c $<
 
-$(BUILD)/gen/compiler/lexer.c $(BUILD)/gen/compiler/lexer.h: compiler/lexer.l
+$(BUILD)/gen/compiler/lexer.c $(BUILD)/gen/compiler/lexer.h &: compiler/lexer.l
 	@mkdir -p $(dir $@)
 	$(FLEX) --header-file=$(BUILD)/gen/compiler/lexer.h -o $(BUILD)/gen/compiler/lexer.c $<
 
@@ -89,17 +89,38 @@ VERSION := 0.1.0
 
 # ---- runtime ---------------------------------------------------------------
 
+# The master's interface (idl/master.qidl) is compiled by the qrpcgen just
+# built, into $(IDL_GENDIR), and its types and client stubs go into libqrpc
+# with hidden visibility: the node side and the master use them, the
+# library does not export them (programs linked against libqrpc.a, such
+# as qrpc(1), still can).
+IDL_GENDIR  := $(BUILD)/gen/idl
+IDL_GEN_C   := $(IDL_GENDIR)/master_types.c $(IDL_GENDIR)/master_client.c
+IDL_GEN_OBJ := $(IDL_GEN_C:$(IDL_GENDIR)/%.c=$(BUILD)/obj/gen/idl/%.o)
+
+$(IDL_GENDIR)/master.stamp: idl/master.qidl $(QRPCGEN)
+	@mkdir -p $(IDL_GENDIR)
+	$(QRPCGEN) -Werror -o $(IDL_GENDIR) --header --types --client $<
+	@touch $@
+
+$(IDL_GENDIR)/master.h $(IDL_GEN_C): $(IDL_GENDIR)/master.stamp ;
+
+$(BUILD)/obj/gen/idl/%.o: $(IDL_GENDIR)/%.c $(IDL_GENDIR)/master.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) -Wall -Wextra -Werror -pedantic $(SANFLAGS) -fPIC \
+	    -fvisibility=hidden $(RUNTIME_INC) -I$(IDL_GENDIR) -c -o $@ $<
+
 RUNTIME_SRC := $(wildcard runtime/src/*.c)
-RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o) $(IDL_GEN_OBJ)
 LIBQRPC_A   := $(BUILD)/lib/libqrpc.a
 LIBQRPC_SO  := $(BUILD)/lib/libqrpc.so
 RUNTIME_INC := -Iruntime/include
 
 runtime: $(LIBQRPC_A) $(LIBQRPC_SO)
 
-$(BUILD)/obj/runtime/%.o: runtime/%.c
+$(BUILD)/obj/runtime/%.o: runtime/%.c | $(IDL_GENDIR)/master.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -fPIC $(RUNTIME_INC) -Iruntime/src -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -fPIC $(RUNTIME_INC) -Iruntime/src -I$(IDL_GENDIR) -c -o $@ $<
 
 $(LIBQRPC_A): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
@@ -110,6 +131,10 @@ $(LIBQRPC_SO): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libqrpc.so.0 -o $@ $^ $(RUNTIME_LIBS)
 	ln -sf libqrpc.so $(BUILD)/lib/libqrpc.so.0
+
+# ---- programs: qrpc-master(8) and qrpc(1) -----------------------------------
+
+include runtime/tools/tools.mk
 
 # ---- tests, examples, bench, fuzz ------------------------------------------
 

@@ -1070,6 +1070,11 @@ static void sema_check_method(sema *s, qg_method *m, sema_map *ids)
     }
     if (!sema_eval_range(s, m->id_expr, 0, UINT32_MAX, "method id", &id))
         return;
+    if (id == UINT32_MAX) {
+        qg_error(s->p, m->id_expr->loc, "method id 4294967295 is reserved: every "
+                 "service answers it as a ping (QRPC_METHOD_PING)");
+        return;
+    }
     m->id = (uint32_t)id;
     old = sema_map_add(s->p, ids, NULL, (int64_t)id, m);
     if (old) {

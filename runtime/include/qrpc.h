@@ -8,8 +8,10 @@
  * names one service (package.Service, version) at one destination; calls on
  * it are made by the generated stubs through qrpc_call() and
  * qrpc_call_async().  A destination is "local" (a service served by the
- * same node: the call goes to the handler without any socket) or, with
- * the network transports, an address.
+ * same node: the call goes to the handler without any socket), an
+ * address, or none: the client is bound by name through the node's
+ * master (qrpc_master) to whichever node offers the service (qrpc(3),
+ * BINDING).
  *
  * Threading: every function here is safe to call from any thread, except
  * that a node or client must not be destroyed while calls on it are still
@@ -43,6 +45,15 @@ typedef struct qrpc_request qrpc_request;
 
 #define QRPC_METHOD_IDEMPOTENT 0x1u     /* safe to run more than once */
 #define QRPC_METHOD_ONEWAY     0x2u     /* no reply */
+
+/*
+ * A method id no service may define (qrpcgen rejects it): every served
+ * service answers it with status 0 and no results, running no handler,
+ * and a node that does not serve the service with QRPC_ENOSERVICE.  It is
+ * how `qrpc ping` (qrpc(1)) probes a service without knowing its methods.
+ * A client calls it with a desc that lists it, flagged idempotent.
+ */
+#define QRPC_METHOD_PING 0xffffffffu
 
 typedef struct qrpc_method_desc {
     uint32_t id;
@@ -95,6 +106,11 @@ typedef struct qrpc_node_config {
                                            each later attempt waits twice as
                                            long (0: 1000; -1: never send a
                                            request twice) [-1, 3600000] */
+    const char *master;                 /* "host:port" of the master to register
+                                           with and bind through (qrpc(3),
+                                           BINDING); NULL: the environment
+                                           variable QRPC_MASTER, or none when
+                                           it is unset; "": none */
     const char *dedup_log;              /* a file where a serving node keeps
                                            the replies of at-most-once calls
                                            across restarts (qrpc(3), The
@@ -109,9 +125,12 @@ void qrpc_node_config_init(qrpc_node_config *cfg);
 
 /*
  * Creates a node.  cfg may be NULL for the defaults; it is copied.
+ * With a master (cfg.master, else $QRPC_MASTER) it starts binding: its
+ * agent thread registers it and follows the cluster table (qrpc(3),
+ * BINDING); the master need not be up yet.
  * Errors: QRPC_EINVAL (out NULL or a bad config value), QRPC_ENOMEM,
- * QRPC_EADDR (listen is not NULL: serving on an address comes with the
- * TCP transport).  On error *out is NULL.
+ * QRPC_EADDR (cannot listen on cfg.listen, or a master address that does
+ * not parse), QRPC_EIO (the reply log).  On error *out is NULL.
  */
 int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out);
 
@@ -150,6 +169,34 @@ typedef struct qrpc_node_stats {
 /* Fills *out with n's counters (a snapshot; each counter is exact). */
 void qrpc_node_get_stats(const qrpc_node *n, qrpc_node_stats *out);
 
+/*
+ * A node's view of the cluster, when it binds through a master
+ * (qrpc_node_get_binding()).
+ */
+typedef struct qrpc_binding_info {
+    bool registered;            /* the master has this node in its table */
+    uint32_t rank;              /* its rank there (when registered) */
+    uint64_t node_id;           /* its identity: random, new at every start */
+    uint64_t master;            /* the master's identity, from its last answer */
+    uint64_t epoch;             /* the version of the table the node holds (0: none yet) */
+    uint32_t nodes;             /* how many nodes that table lists */
+} qrpc_binding_info;
+
+/*
+ * Fills *out with n's binding state.  QRPC_EINVAL when n has no master
+ * (or n or out is NULL).
+ */
+int qrpc_node_get_binding(const qrpc_node *n, qrpc_binding_info *out);
+
+/*
+ * The versions of service name that nodes offer in n's table, in
+ * ascending order, into out[0..max) (out may be NULL when max is 0).
+ * Returns how many there are (which may be more than max), 0 when no node
+ * offers name, or QRPC_EINVAL (n has no master, name NULL).  For the
+ * message a program gives when binding failed with QRPC_ENOVERSION.
+ */
+int qrpc_node_versions(const qrpc_node *n, const char *name, uint32_t *out, size_t max);
+
 /* ---- serving ------------------------------------------------------------- */
 
 /*
@@ -159,7 +206,8 @@ void qrpc_node_get_stats(const qrpc_node *n, qrpc_node_stats *out);
  * passed to the dispatch functions; state is returned by qrpc_ctx_state().
  * Errors: QRPC_EEXIST when the node already serves desc->name at that
  * version, QRPC_EINVAL for a desc with duplicate method ids (or a NULL or
- * empty name, a NULL dispatch entry, more than 2^20 methods), QRPC_EBUSY
+ * empty name, a NULL dispatch entry, more than 2^20 methods, a method with
+ * the id QRPC_METHOD_PING), QRPC_EBUSY
  * when called from a handler, QRPC_ECLOSED, QRPC_ENOMEM.
  */
 int qrpc_serve(qrpc_node *n, const qrpc_service_desc *desc,
@@ -183,11 +231,19 @@ uint32_t qrpc_ctx_method(const qrpc_ctx *ctx);
 
 /*
  * Creates a client of service desc at target, using node n's connections.
- * target is "local" (or NULL): the service served by n itself.  The service
- * need not be served yet; a call finds out (QRPC_ENOSERVICE).  desc must
- * outlive the client.  Errors: QRPC_EINVAL, QRPC_EADDR (target not
- * understood: for now anything but "local", as network destinations come
- * with the TCP transport), QRPC_ECLOSED, QRPC_ENOMEM.  On error *out is NULL.
+ * target is one of:
+ *   NULL     bound by name: when n has a master, each call goes to a node
+ *            that the cluster table lists as serving desc->name at
+ *            desc->version -- n itself first, without a socket, when it
+ *            serves it -- and fails over to another as qrpc(3), BINDING,
+ *            describes; without a master the same as "local";
+ *   "local"  the service served by n itself;
+ *   "host:port", "[v6]:port"   one node, by address (TCP).
+ * The service need not be served yet; a call finds out (QRPC_ENOSERVICE,
+ * and for a bound client QRPC_ENOVERSION when nodes offer the name at
+ * other versions only).  desc must outlive the client.  Errors:
+ * QRPC_EINVAL, QRPC_EADDR (an address that does not parse),
+ * QRPC_ECLOSED, QRPC_ENOMEM.  On error *out is NULL.
  */
 int qrpc_client_create(qrpc_node *n, const char *target,
                        const qrpc_service_desc *desc, qrpc_client **out);
@@ -285,6 +341,45 @@ void qrpc_request_args(const qrpc_request *r, qrpc_reader *out);
  * caller that has gone away (timed out, disconnected) is not an error.
  */
 int qrpc_send_response(qrpc_request *r, int status, qrpc_buf *results);
+
+/* ---- the master ---------------------------------------------------------- */
+
+typedef struct qrpc_master qrpc_master;
+
+/* Limits in brackets; a value outside them is QRPC_EINVAL. */
+typedef struct qrpc_master_config {
+    const char *listen;                 /* "host:port" (NULL: "127.0.0.1:7700";
+                                           port 0: any free port) */
+    uint32_t lease_ms;                  /* a node that has not renewed its
+                                           lease this long is dropped
+                                           (0: 3000) [100, 3600000] */
+    uint32_t max_nodes;                 /* nodes in the table (0: 4096) [1, 1048576] */
+    uint32_t max_services;              /* services one node may register
+                                           (0: 1024) [1, 65536] */
+    void (*log)(void *arg, const char *line);   /* NULL: lines go to stderr */
+    void *log_arg;
+} qrpc_master_config;
+
+/* Fills cfg with the defaults above. */
+void qrpc_master_config_init(qrpc_master_config *cfg);
+
+/*
+ * Starts a master (qrpc-master(8)) inside this process: its own node
+ * listening on cfg->listen and one thread that keeps the table.  cfg may
+ * be NULL for the defaults; it is copied.  Errors: QRPC_EINVAL,
+ * QRPC_EADDR (cannot listen there), QRPC_ENOMEM.  On error *out is NULL.
+ */
+int qrpc_master_start(const qrpc_master_config *cfg, qrpc_master **out);
+
+/* The address the master listens on, port included; valid until it stops. */
+const char *qrpc_master_address(const qrpc_master *m);
+
+/*
+ * Stops the master: answers the calls it holds with QRPC_ECLOSED, joins
+ * its thread and frees everything.  Nodes keep their last table and
+ * re-register when a master answers again.  NULL is ignored.
+ */
+void qrpc_master_stop(qrpc_master *m);
 
 /* ---- errors ------------------------------------------------------------ */
 

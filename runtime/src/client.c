@@ -31,7 +31,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "bind.h"
 
 /* ---- client ids --------------------------------------------------------- */
 
@@ -110,7 +110,9 @@ int qrpc_client_create(qrpc_node *n, const char *target,
     c = calloc(1, sizeof *c);
     if (c == NULL)
         return QRPC_ENOMEM;
-    if (target == NULL || strcmp(target, "local") == 0)
+    if (target == NULL && n->bind != NULL)
+        c->fe = NULL;           /* bound: each call picks (bind.c) */
+    else if (target == NULL || strcmp(target, "local") == 0)
         c->fe = &n->local;
     else
         rc = qrpc__node_fe(n, target, &c->fe);
@@ -144,6 +146,7 @@ void qrpc_client_destroy(qrpc_client *c)
     if (c == NULL)
         return;
     n = c->node;
+    qrpc__bcache_fini(&c->bc);
     qrpc__mtab_free(&c->methods);
     qrpc__acks_fini(&c->acks);
     free(c);
@@ -166,6 +169,8 @@ uint64_t qrpc_client_id(const qrpc_client *c)
 /* The first wait of a retransmission after a broken connection, and its cap. */
 #define CLIENT_BACKOFF_NS   (5u * 1000000u)
 #define CLIENT_BACKOFF_MAX  (1000u * 1000000u)
+/* A bound call that cannot be sent tries this many other nodes at most. */
+#define CLIENT_MAX_MOVES    64u
 
 /*
  * One remote call across its attempts.  Its blob holds the encoded
@@ -176,6 +181,7 @@ uint64_t qrpc_client_id(const qrpc_client *c)
 typedef struct client_op {
     qrpc__blob blob;            /* first: see above */
     qrpc_client *client;
+    qrpc__fe *fe;               /* where every copy goes (a bound call may move) */
     qrpc__call call;            /* what each attempt sends; call.arg is the op */
     qrpc__attempt att;          /* how the last attempt ended */
     qrpc_done_fn done;          /* the caller's completion */
@@ -240,14 +246,15 @@ static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(
  * The op of a remote call; takes args' storage (on error too: the
  * caller frees args in every case anyway).  NULL: out of memory.
  */
-static client_op *client_op_new(qrpc_client *c, qrpc__call *call, qrpc_done_fn done,
-                                void (*fn)(void), void *arg)
+static client_op *client_op_new(qrpc_client *c, qrpc__fe *fe, qrpc__call *call,
+                                qrpc_done_fn done, void (*fn)(void), void *arg)
 {
     client_op *op = malloc(sizeof *op);
     int32_t retry_ms = c->node->cfg.retry_ms;
 
     if (op == NULL)
         return NULL;
+    op->fe = fe;
     atomic_init(&op->blob.refs, 1);
     op->blob.data = call->args->data;
     op->blob.len = (uint32_t)call->args->len;
@@ -335,6 +342,32 @@ static uint64_t client_op_backoff(client_op *op)
 }
 
 /*
+ * Failover of a bound call (qrpc(3), BINDING): one that was certainly
+ * never sent, and an idempotent one in any case, moves to another node
+ * offering the service, sent from the retry thread (which may dial).  An
+ * at-most-once call that may have been delivered stays: its reply cache
+ * is on the node that got it.  Returns whether op was moved and queued.
+ */
+static bool client_op_move(client_op *op, bool broken, bool idem)
+{
+    qrpc_node *n = op->client->node;
+    qrpc__fe *to;
+
+    if (op->maybe_ran && !idem)
+        return false;
+    if (broken)
+        qrpc__fe_mark_down(n, op->fe);
+    if (qrpc__bind_pick(op->client, op->fe, op->call.deadline_ns, &to) != 0 ||
+        to == op->fe || to == &n->local)
+        return false;           /* nowhere else (a local move would need another path) */
+    op->fe = to;
+    op->maybe_ran = false;      /* a new node: this is its first copy */
+    op->call.incarnation = 0;
+    client_op_queue(op, qrpc__now_ns(n));
+    return true;
+}
+
+/*
  * An attempt ended (the transport's done, on whatever thread completes
  * it): a reply or a final error completes the call; an attempt that may
  * have reached the server and got no reply is sent again while the
@@ -373,6 +406,9 @@ static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(
         op->call.incarnation = a->peer_incarnation;
     }
     now = qrpc__now_ns(n);
+    if (op->client->fe == NULL && status != QRPC_ECLOSED && now < op->call.deadline_ns &&
+        client_op_move(op, a->broken, idem))
+        return;
     if (status == QRPC_ECLOSED || n->cfg.retry_ms < 0 || !op->maybe_ran) {
         client_op_finish(op, status, NULL);     /* closing; no retries; never sent */
         return;
@@ -406,13 +442,18 @@ static void client_op_resend(client_op *op)
         client_op_finish(op, QRPC_EUNKNOWN, NULL);
         return;
     }
-    op->call.retry = true;
+    /* a call moved to another node (bind.c) goes there as a first copy */
+    op->call.retry = op->maybe_ran;
     op->call.acked = qrpc__acks_watermark(&op->client->acks);
     memset(&op->att, 0, sizeof op->att);
-    qrpc__counter_add(&n->st_retransmissions, 1);
-    rc = qrpc__fe_call(op->client->fe, &op->call);
+    if (op->maybe_ran && !op->client->quiet)
+        qrpc__counter_add(&n->st_retransmissions, 1);
+    rc = qrpc__fe_call(op->fe, &op->call);
     if (rc == 0)
         return;                 /* op may be complete and gone already */
+    if (rc == QRPC_EUNAVAILABLE && op->client->fe == NULL && !op->maybe_ran &&
+        client_op_move(op, true, false))
+        return;
     if (rc == QRPC_EUNAVAILABLE && qrpc__now_ns(n) < op->call.deadline_ns)
         client_op_queue(op, qrpc__now_ns(n) + client_op_backoff(op));   /* no connection yet */
     else
@@ -513,26 +554,51 @@ void qrpc__retry_fini(qrpc_node *n)
  * once; otherwise it does not, and args has been freed or is the
  * caller's to free.
  */
-static int client_start(qrpc_client *c, qrpc__call *call, qrpc_done_fn done,
+static int client_start(qrpc_client *c, qrpc__fe *fe, qrpc__call *call, qrpc_done_fn done,
                         void (*fn)(void), void *arg)
 {
+    qrpc_node *n = c->node;
     client_op *op;
+    size_t tries = 0;
     int rc;
 
-    if (c->fe == &c->node->local) {
+    if (fe == &n->local) {
         call->done = done;
         call->fn = fn;
         call->arg = arg;
-        return qrpc__fe_call(c->fe, call);
+        return qrpc__fe_call(fe, call);
     }
-    op = client_op_new(c, call, done, fn, arg);
+    op = client_op_new(c, fe, call, done, fn, arg);
     if (op == NULL)
         return QRPC_ENOMEM;
-    qrpc__counter_add(&c->node->st_calls, 1);
-    rc = qrpc__fe_call(c->fe, &op->call);
+    if (!c->quiet)
+        qrpc__counter_add(&n->st_calls, 1);
+    rc = qrpc__fe_call(fe, &op->call);
+    /*
+     * A bound call that could not be sent tries the other nodes offering
+     * the service, each once at most: nothing went out, so nothing can
+     * run twice.
+     */
+    while (rc == QRPC_EUNAVAILABLE && c->fe == NULL && tries++ < CLIENT_MAX_MOVES) {
+        qrpc__fe_mark_down(n, op->fe);
+        if (qrpc__bind_pick(c, op->fe, op->call.deadline_ns, &fe) != 0 || fe == &n->local)
+            break;
+        op->fe = fe;
+        rc = qrpc__fe_call(fe, &op->call);
+    }
     if (rc != 0)
         qrpc__blob_unref(&op->blob);    /* the arguments go with it */
     return rc;
+}
+
+/* The FrontEnd of c's next call: its own, or for a bound client a pick. */
+static int client_dest(qrpc_client *c, const qrpc__call *call, qrpc__fe **fe)
+{
+    if (c->fe != NULL) {
+        *fe = c->fe;
+        return 0;
+    }
+    return qrpc__bind_pick(c, NULL, call->deadline_ns, fe);
 }
 
 /*
@@ -596,6 +662,7 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     client_sync w;
     client_local cl;
     qrpc__call call;
+    qrpc__fe *fe;
     int rc;
 
     if (args == NULL)
@@ -618,19 +685,24 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
     } else {
         call.reply = reply;
     }
+    rc = client_dest(c, &call, &fe);
+    if (rc != 0) {
+        qrpc__acks_done(&c->acks, call.seq);    /* never started */
+        goto out;
+    }
     w.status = QRPC_EUNKNOWN;
     atomic_init(&w.done, false);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    if (c->fe == &c->node->local) {
+    if (fe == &c->node->local) {
         cl.client = c;
         cl.seq = call.seq;
         cl.done = client_sync_done;
         cl.fn = NULL;
         cl.arg = &w;
-        rc = client_start(c, &call, client_local_done, NULL, &cl);
+        rc = client_start(c, fe, &call, client_local_done, NULL, &cl);
     } else {                    /* the op reports the outcome itself */
-        rc = client_start(c, &call, client_sync_done, NULL, &w);
+        rc = client_start(c, fe, &call, client_sync_done, NULL, &w);
     }
     if (rc != 0)
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
@@ -660,6 +732,7 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
                     qrpc_done_fn done, void (*fn)(void), void *arg)
 {
     qrpc__call call;
+    qrpc__fe *fe;
     client_local *cl = NULL;
     int rc;
 
@@ -668,8 +741,17 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
     rc = done != NULL ? client_call_init(c, method, args, &call) : QRPC_EINVAL;
     if (rc != 0)
         goto out;
-    if (c->fe != &c->node->local) {
-        rc = client_start(c, &call, done, fn, arg);
+    rc = client_dest(c, &call, &fe);
+    if (rc != 0) {
+        /*
+         * Found before anything started, but after the call had its
+         * sequence number: reported through done, as a started call's.
+         */
+        qrpc__acks_done(&c->acks, call.seq);
+        done(rc, NULL, fn, arg);
+        rc = 0;
+    } else if (fe != &c->node->local) {
+        rc = client_start(c, fe, &call, done, fn, arg);
     } else {
         /* a channel may answer a local call later: its record must outlive this frame */
         cl = malloc(sizeof *cl);
@@ -681,7 +763,7 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
             cl->done = done;
             cl->fn = fn;
             cl->arg = arg;
-            rc = client_start(c, &call, client_local_async_done, NULL, cl);
+            rc = client_start(c, fe, &call, client_local_async_done, NULL, cl);
         }
     }
     if (rc != 0) {

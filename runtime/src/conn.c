@@ -1270,16 +1270,22 @@ fail:
 
 /* ---- logging -------------------------------------------------------------------- */
 
-void qrpc__log(const qrpc_node *n, const char *fmt, ...)
+void qrpc__vlog(const qrpc_node *n, const char *fmt, va_list ap)
 {
     char line[512];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     if (n->cfg.log != NULL)
         n->cfg.log(n->cfg.log_arg, line);
     else
         fprintf(stderr, "qrpc: %s\n", line);
+}
+
+void qrpc__log(const qrpc_node *n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    qrpc__vlog(n, fmt, ap);
+    va_end(ap);
 }

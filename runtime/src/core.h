@@ -127,6 +127,9 @@ int qrpc__serve(qrpc_node *n, const qrpc_service_desc *desc,
                 const qrpc_dispatch_fn *dispatch, const void *handlers,
                 void *state, qrpc_channel *channel);
 
+/* Whether n serves k now (a bound client's first choice). */
+bool qrpc__serves(qrpc_node *n, const qrpc__svc_key *k);
+
 /* An empty table for a new node; QRPC_ENOMEM as NULL. */
 qrpc__svctab *qrpc__services_new(void);
 /* Frees t and every service in it; NULL is ignored. */
@@ -162,6 +165,8 @@ struct qrpc_node {
     uint64_t (*now)(void *arg); /* testing.h; NULL: CLOCK_MONOTONIC */
     void *now_arg;
     struct qrpc__retryq *retry; /* client.c: calls waiting to be sent again */
+    struct qrpc__bind *bind;    /* bind.c: binding through a master, or NULL */
+    char master[QRPC__ADDR_MAX];        /* cfg.master (or $QRPC_MASTER), or "" */
     /* qrpc_node_get_stats(), its clients' half (the served half is the reply cache's) */
     qrpc__counter st_calls, st_retransmissions;
 };
@@ -304,9 +309,26 @@ int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results);
 
 /* ---- clients ------------------------------------------------------------ */
 
+/*
+ * What a bound client remembers between calls (bind.c): the FrontEnds of
+ * the nodes that offer its service, as of table generation gen.  Guarded
+ * by the node's binding lock.
+ */
+typedef struct qrpc__bcache {
+    uint64_t gen;               /* 0: never built */
+    qrpc__fe **fes;
+    size_t n, cap;
+    size_t next;                /* round robin */
+    bool other_versions;        /* nodes offer the name at other versions */
+    uint64_t said_gen;          /* "no node offers it" was logged at this gen */
+} qrpc__bcache;
+
 struct qrpc_client {
     qrpc_node *node;            /* holds a reference */
-    qrpc__fe *fe;               /* the node's FrontEnd for the destination */
+    qrpc__fe *fe;               /* the node's FrontEnd for the destination;
+                                   NULL for a bound client */
+    bool quiet;                 /* the node's own (bind.c): not in its stats */
+    qrpc__bcache bc;            /* a bound client's */
     qrpc__svc_key key;
     qrpc__mtab methods;         /* the client's view: flags, known ids */
     uint64_t id;

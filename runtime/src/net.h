@@ -21,6 +21,7 @@
 #ifndef QRPC_NET_H
 #define QRPC_NET_H
 
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -203,8 +204,11 @@ void qrpc__work_dedup_answer(void *arg, void *waiter, int status, const uint8_t 
 
 /* ---- logging ------------------------------------------------------------------ */
 
+/* One line to the node's log (cfg.log), or to stderr as "qrpc: LINE". */
 void qrpc__log(const qrpc_node *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+void qrpc__vlog(const qrpc_node *n, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 #pragma GCC visibility pop
 

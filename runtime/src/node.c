@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bind.h"
 #include "dlog.h"
 #include "net.h"
 #include "testing.h"
@@ -52,6 +53,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->spin_us = NODE_DEFAULT_SPIN_US;
     cfg->lease_ms = NODE_DEFAULT_LEASE_MS;
     cfg->retry_ms = NODE_DEFAULT_RETRY_MS;
+    cfg->master = NULL;
     cfg->dedup_log = NULL;
     cfg->log = NULL;
     cfg->log_arg = NULL;
@@ -74,6 +76,7 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         (in->dedup_log != NULL && (in->listen == NULL || in->dedup_log[0] == '\0')))
         return QRPC_EINVAL;
     out->listen = in->listen;
+    out->master = in->master;
     out->dedup_log = in->dedup_log;
     out->log = in->log;
     out->log_arg = in->log_arg;
@@ -142,6 +145,33 @@ static int node_listen(qrpc_node *n)
     return rc;
 }
 
+/*
+ * Binding through a master: cfg.master, else $QRPC_MASTER; "" for none.
+ * QRPC_EADDR for an address that does not parse.
+ */
+static int node_bind(qrpc_node *n)
+{
+    const char *addr = n->cfg.master;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    int rc;
+
+    if (addr == NULL)
+        addr = getenv("QRPC_MASTER");
+    n->cfg.master = NULL;
+    if (addr == NULL || addr[0] == '\0')
+        return 0;
+    rc = qrpc__addr_parse(addr, false, &sa, &salen);
+    if (rc != 0) {
+        qrpc__log(n, "the master's address '%s' is not host:port", addr);
+        return rc;
+    }
+    rc = qrpc__bind_start(n, addr);
+    if (rc == 0)
+        n->cfg.master = n->master;
+    return rc;
+}
+
 int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
 {
     qrpc__svctab *tab;
@@ -202,6 +232,11 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
         }
     }
     n->cfg.listen = n->address[0] != '\0' ? n->address : NULL;
+    rc = node_bind(n);
+    if (rc != 0) {
+        qrpc_node_destroy(n);
+        return rc;
+    }
     *out = n;
     return 0;
 
@@ -227,15 +262,24 @@ void qrpc_node_destroy(qrpc_node *n)
     if (qrpc__in_handler())
         node_panic("qrpc_node_destroy() called from a handler");
 
+    /* first leave the cluster, while the node still answers */
+    qrpc__bind_stop(n);
     pthread_mutex_lock(&n->lock);
     atomic_store(&n->closed, 1);
     tab = atomic_load(&n->services);
     pthread_mutex_unlock(&n->lock);
     qrpc__fe_close(&n->local);
+    /*
+     * Closed outside fe_lock: closing completes calls, and a completion
+     * may take the binding lock, which is held while taking fe_lock
+     * (bind.c).  Entries are only ever prepended and live as long as the
+     * node, so the list from the head read here is stable.
+     */
     pthread_mutex_lock(&n->fe_lock);
-    for (e = n->fes; e != NULL; e = e->next)
-        qrpc__fe_close(&e->fe);
+    e = n->fes;
     pthread_mutex_unlock(&n->fe_lock);
+    for (; e != NULL; e = e->next)
+        qrpc__fe_close(&e->fe);
     /* calls waiting to be sent again end now, QRPC_ECLOSED */
     qrpc__retry_stop(n);
     /*
@@ -251,6 +295,8 @@ void qrpc_node_destroy(qrpc_node *n)
     n->dlog = NULL;
     qrpc__dedup_free(n->dedup);
     n->dedup = NULL;
+    /* its calls have all completed: its clients can go, with their references */
+    qrpc__bind_fini(n);
     /*
      * Every dispatch that saw closed == 0 has returned after this; every
      * later one answers QRPC_ECLOSED without reading the table.

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "bind.h"
 
 /* The context of the innermost handler this thread is running, or NULL. */
 static _Thread_local const qrpc_ctx *svc_tls_ctx;
@@ -198,6 +198,10 @@ int qrpc__serve(qrpc_node *n, const qrpc_service_desc *desc,
     /* It would wait (below) for the very call that is running it. */
     if (qrpc__in_handler())
         return QRPC_EBUSY;
+    /* the ping is answered before any method is looked up: none may be it */
+    for (size_t i = 0; i < desc->n_methods; i++)
+        if (desc->methods[i].id == QRPC_METHOD_PING)
+            return QRPC_EINVAL;
 
     svc = calloc(1, sizeof *svc);
     if (svc == NULL)
@@ -231,6 +235,7 @@ int qrpc__serve(qrpc_node *n, const qrpc_service_desc *desc,
     /* Calls that still read the old table must be done before it goes. */
     qrpc__rcu_synchronize(&n->rcu);
     free(old);
+    qrpc__bind_changed(n);      /* tell the master */
 
 out:
     if (rc != 0)
@@ -274,7 +279,18 @@ int qrpc_unserve(qrpc_node *n, const char *name, uint32_t version)
     qrpc__rcu_synchronize(&n->rcu);
     free(old);
     svc_free(svc);
+    qrpc__bind_changed(n);
     return 0;
+}
+
+bool qrpc__serves(qrpc_node *n, const qrpc__svc_key *k)
+{
+    qrpc__rcu_reader rd = qrpc__rcu_read_lock(&n->rcu);
+    const qrpc__svctab *t = atomic_load(&n->services);
+    bool found = t != NULL && svctab_find(t, k) != NULL;
+
+    qrpc__rcu_read_unlock(&n->rcu, rd);
+    return found;
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -297,6 +313,10 @@ int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results)
     svc = svctab_find(atomic_load(&n->services), req->svc);
     if (svc == NULL) {
         status = QRPC_ENOSERVICE;
+        goto out;
+    }
+    if (req->method == QRPC_METHOD_PING) {
+        status = 0;             /* served: that is all a ping asks */
         goto out;
     }
     m = qrpc__mtab_find(&svc->methods, req->method);

@@ -146,6 +146,8 @@ extern const qrpc__tran qrpc__tran_local;
 typedef struct qrpc__fe {
     const qrpc__tran *tran;
     void *data;                 /* the transport's, from fe_init */
+    /* bound calls skip it until then (bind.c, qrpc__fe_mark_down) */
+    atomic_uint_least64_t down_until_ns;
 } qrpc__fe;
 
 static inline int qrpc__fe_init(qrpc__fe *fe, const qrpc__tran *t,
@@ -153,6 +155,7 @@ static inline int qrpc__fe_init(qrpc__fe *fe, const qrpc__tran *t,
 {
     fe->tran = t;
     fe->data = NULL;
+    atomic_init(&fe->down_until_ns, 0);
     return t->tran_fe->fe_init(&fe->data, n, addr);
 }
 

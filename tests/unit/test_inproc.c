@@ -496,6 +496,50 @@ START_TEST(test_no_service)
 }
 END_TEST
 
+/*
+ * QRPC_METHOD_PING: every served service answers it without running a
+ * handler; a service not served answers QRPC_ENOSERVICE; no service may
+ * define it.
+ */
+START_TEST(test_ping)
+{
+    static const qrpc_method_desc ping_m[] = {
+        { QRPC_METHOD_PING, "ping", QRPC_METHOD_IDEMPOTENT },
+    };
+    static const qrpc_service_desc pcalc = { "test.Calc", 1, ping_m, 1 };
+    static const qrpc_service_desc pother = { "test.Calc", 9, ping_m, 1 };
+    qrpc_dispatch_fn d[1];
+    qrpc_channel *ch = NULL;
+    qrpc_client *c, *co;
+    qrpc_buf args, reply;
+    unsigned before;
+    int i;
+
+    ck_assert_int_eq(qrpc_client_create(node, "local", &pcalc, &c), 0);
+    ck_assert_int_eq(qrpc_client_create(node, "local", &pother, &co), 0);
+    before = 0;
+    for (i = 0; i < 8; i++)
+        before += runs(&state, i);
+    qrpc_buf_init(&reply);
+    qrpc_buf_init(&args);
+    ck_assert_int_eq(qrpc_call(c, QRPC_METHOD_PING, &args, &reply), 0);
+    ck_assert_uint_eq(reply.len, 0);
+    qrpc_buf_init(&args);
+    ck_assert_int_eq(qrpc_call(co, QRPC_METHOD_PING, &args, &reply), QRPC_ENOSERVICE);
+    for (i = 0; i < 8; i++)
+        before -= runs(&state, i);
+    ck_assert_uint_eq(before, 0);       /* no handler ran */
+    /* serving it is refused, with dispatch functions or as a channel */
+    d[0] = calc_dispatch[0];
+    ck_assert_int_eq(qrpc_serve(node, &pother, d, NULL, NULL), QRPC_EINVAL);
+    ck_assert_int_eq(qrpc_channel_open(node, &pother, &ch), QRPC_EINVAL);
+    ck_assert_ptr_null(ch);
+    qrpc_buf_free(&reply);
+    qrpc_client_destroy(c);
+    qrpc_client_destroy(co);
+}
+END_TEST
+
 START_TEST(test_no_method)
 {
     /* The client knows a method (50) that the served desc does not. */
@@ -989,7 +1033,7 @@ START_TEST(test_many_methods)
         if (i < 500) {
             id = (uint32_t)i;
         } else if (i == 500) {
-            id = UINT32_MAX;
+            id = UINT32_MAX - 1;        /* the largest (UINT32_MAX is the ping) */
         } else {
             for (;;) {
                 seed = seed * 6364136223846793005u + 1442695040888963407u;
@@ -1024,7 +1068,7 @@ START_TEST(test_many_methods)
         qrpc_buf args = { NULL, 0, 0 };
 
         ck_assert_int_eq(qrpc_call(c, 500, &args, &reply), QRPC_ENOMETHOD);
-        ck_assert_int_eq(qrpc_call(c, UINT32_MAX - 1, &args, &reply), QRPC_ENOMETHOD);
+        ck_assert_int_eq(qrpc_call(c, UINT32_MAX - 2, &args, &reply), QRPC_ENOMETHOD);
     }
     /* A duplicate among 2000 is found. */
     methods[1999].id = methods[1000].id;
@@ -1340,6 +1384,7 @@ static Suite *inproc_suite(void)
     tcase_add_test(tc, test_application_error);
     tcase_add_test(tc, test_no_service);
     tcase_add_test(tc, test_no_method);
+    tcase_add_test(tc, test_ping);
     tcase_add_test(tc, test_decode_errors);
     tcase_add_test(tc, test_serve_errors);
     tcase_add_test(tc, test_call_argument_errors);

@@ -452,7 +452,7 @@ extern const qrpc_service_desc kitchen_Kitchen_desc;
 #define kitchen_Kitchen_notify_ID UINT32_C(4)
 #define kitchen_Kitchen_grow_ID UINT32_C(5)
 #define kitchen_Kitchen_ping_ID UINT32_C(6)
-#define kitchen_Kitchen_digest_ID UINT32_C(4294967295)
+#define kitchen_Kitchen_digest_ID UINT32_C(4294967294)
 #define kitchen_Kitchen_classify_ID UINT32_C(7)
 
 /*
@@ -540,7 +540,7 @@ int kitchen_Kitchen_ping(qrpc_client *client);
 int kitchen_Kitchen_ping_async(qrpc_client *client, kitchen_Kitchen_ping_cb cb,
                                void *arg);
 
-/* Kitchen.digest = 4294967295 */
+/* Kitchen.digest = 4294967294 */
 typedef struct kitchen_Kitchen_digest_reply {
     kitchen_Hash result;
 } kitchen_Kitchen_digest_reply;

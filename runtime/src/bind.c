@@ -1,0 +1,737 @@
+/*
+ * bind.c - a node's side of binding through a master (qrpc(3), BINDING):
+ * one agent thread per node that registers the node (its address and the
+ * services it serves), renews its lease, follows the cluster table, and
+ * the choice of node for each call of a bound client.
+ *
+ * The agent speaks qrpc.Master (idl/master.qidl) through two clients of
+ * the node itself: one for join, heartbeat and leave (short calls, made
+ * from the agent thread), one for watch, which the master holds until
+ * the table changes (an asynchronous call, so that a service served
+ * meanwhile is announced at once).  A node that does not listen has
+ * nothing to register: it only follows the table.  When the master goes
+ * away the node keeps its last table and serves and calls on; when a
+ * master answers again with another identity (it restarted) the node
+ * registers again, asking for its old rank.
+ *
+ * A bound call goes to the node itself when it serves the service, else
+ * to the next node of the table offering name@version, round robin (not
+ * least-outstanding: it needs no shared counters, and failover below
+ * covers what it misses).  FrontEnds found unreachable are marked down
+ * and skipped for BIND_DOWN_NS, or until the table lists a new node at
+ * their address.  What may move to another node is client.c's business.
+ *
+ * Known limits: one lock per node guards the table and every bound
+ * client's cache, so bound calls from many threads contend on it; the
+ * FrontEnds of nodes that left stay until the node is destroyed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bind.h"
+#include "master.h"
+#include "net.h"
+
+#define BIND_CALL_MS        2000u       /* join, heartbeat, leave */
+#define BIND_LEAVE_MS       1000u       /* the last call, at destroy */
+#define BIND_WATCH_SLACK_MS 2000u       /* a watch's deadline past its hold */
+#define BIND_BACKOFF_MIN_NS (100u * 1000000u)
+#define BIND_BACKOFF_MAX_NS (2000u * 1000000u)
+#define BIND_DOWN_NS        (1000u * 1000000ull)
+#define BIND_HOLD_MIN_MS    50u
+#define BIND_HOLD_MAX_MS    10000u
+#define BIND_NO_RANK        0xffffffffu
+
+typedef struct qrpc__bind {
+    qrpc_node *node;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* CLOCK_MONOTONIC: the agent's wake-ups */
+    pthread_cond_t first_cond;  /* callers waiting for the first table */
+    qrpc_client *mc;            /* join, heartbeat, leave */
+    qrpc_client *wc;            /* watch */
+    bool stopping;
+    bool dirty;                 /* services changed since the last join */
+    /* the lease, while registered */
+    bool registered;
+    uint64_t lease_master;
+    uint32_t rank;              /* also the hint for the next join */
+    uint32_t lease_ms;
+    uint64_t next_hb_ns;
+    uint64_t join_at_ns;        /* no join before (backoff) */
+    uint64_t join_backoff_ns;
+    bool join_failing;          /* said once per streak */
+    /* the watch */
+    bool watch_busy;            /* a watch call is in flight */
+    bool watch_done;            /* ... and has completed: status, update */
+    int watch_status;
+    qrpc_Update watch_update;
+    uint64_t watch_at_ns;
+    uint64_t watch_backoff_ns;
+    bool watch_failing;
+    /* the table */
+    bool first;                 /* a table came, or the master did not answer */
+    bool have_table;
+    qrpc_Table table;
+    uint64_t gen;               /* 1 + tables installed */
+} qrpc__bind;
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static uint64_t bind_backoff(uint64_t *b)
+{
+    uint64_t cur = *b;
+
+    *b = cur * 2 > BIND_BACKOFF_MAX_NS ? BIND_BACKOFF_MAX_NS : cur * 2;
+    return cur;
+}
+
+/* The node's services as the master's ServiceRef list; QRPC_ENOMEM. */
+static int bind_services(qrpc_node *n, qrpc_ServiceRef_list *out)
+{
+    qrpc__rcu_reader rd = qrpc__rcu_read_lock(&n->rcu);
+    const qrpc__svctab *t = atomic_load(&n->services);
+    size_t i, k = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof *out);
+    if (t == NULL || t->count == 0)
+        goto out;
+    out->items = calloc(t->count, sizeof *out->items);
+    if (out->items == NULL) {
+        rc = QRPC_ENOMEM;
+        goto out;
+    }
+    for (i = 0; i <= t->mask && k < t->count; i++) {
+        const qrpc__svc *s = t->slot[i];
+
+        if (s == NULL)
+            continue;
+        out->items[k].name = strdup(s->desc->name);
+        out->items[k].ver = s->desc->version;
+        k++;
+        out->len = k;
+        if (out->items[k - 1].name == NULL) {
+            rc = QRPC_ENOMEM;
+            break;
+        }
+    }
+
+out:
+    qrpc__rcu_read_unlock(&n->rcu, rd);
+    if (rc != 0)
+        qrpc_ServiceRef_list_free(out);
+    return rc;
+}
+
+/* ---- the agent ----------------------------------------------------------------- */
+
+/* Registers (or registers again); called without the lock. */
+static void bind_join(qrpc__bind *b)
+{
+    qrpc_node *n = b->node;
+    qrpc_Registration reg;
+    qrpc_Address addr;
+    qrpc_Lease lease;
+    uint32_t hint;
+    int rc;
+
+    memset(&reg, 0, sizeof reg);
+    pthread_mutex_lock(&b->lock);
+    hint = b->rank;
+    b->dirty = false;
+    pthread_mutex_unlock(&b->lock);
+    addr.transport = (char *)"tcp";
+    addr.address = n->address;
+    reg.id = n->incarnation;
+    reg.rank_hint = hint;
+    reg.addresses.items = &addr;
+    reg.addresses.len = 1;
+    rc = bind_services(n, &reg.services);
+    if (rc == 0)
+        rc = qrpc_Master_join(b->mc, &reg, &lease);
+    qrpc_ServiceRef_list_free(&reg.services);
+
+    pthread_mutex_lock(&b->lock);
+    if (rc == 0) {
+        if (!b->registered || b->lease_master != lease.master || b->rank != lease.rank)
+            qrpc__log(n, "registered with the master at %s as rank %u", n->master,
+                      (unsigned)lease.rank);
+        b->registered = true;
+        b->lease_master = lease.master;
+        b->rank = lease.rank;
+        b->lease_ms = lease.lease_ms != 0 ? lease.lease_ms : 1;
+        b->next_hb_ns = qrpc__now_ns(n) + (uint64_t)b->lease_ms * 1000000u / 3;
+        b->join_backoff_ns = BIND_BACKOFF_MIN_NS;
+        b->join_failing = false;
+    } else {
+        b->registered = false;
+        if (!b->join_failing)
+            qrpc__log(n, "cannot register with the master at %s: %s%s%s", n->master,
+                      rc > 0 ? "the master refused: " : qrpc_strerror(rc),
+                      rc > 0 && qrpc_MasterError_valid(rc)
+                          ? qrpc_MasterError_name((qrpc_MasterError)rc) : "",
+                      rc > 0 ? "" : "; trying again");
+        b->join_failing = true;
+        b->join_at_ns = qrpc__now_ns(n) + bind_backoff(&b->join_backoff_ns);
+        if (!b->first) {
+            b->first = true;    /* callers waiting for a table stop waiting */
+            pthread_cond_broadcast(&b->first_cond);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void bind_heartbeat(qrpc__bind *b)
+{
+    qrpc_node *n = b->node;
+    qrpc_Lease lease;
+    int rc = qrpc_Master_heartbeat(b->mc, n->incarnation, &lease);
+
+    pthread_mutex_lock(&b->lock);
+    b->next_hb_ns = qrpc__now_ns(n) + (uint64_t)b->lease_ms * 1000000u / 3;
+    if ((rc == 0 && lease.master != b->lease_master) ||
+        rc == qrpc_MasterError_NOT_REGISTERED) {
+        /* a new master, or one that dropped us: register again, now */
+        qrpc__log(n, "the master at %s does not know this node any more; registering again",
+                  n->master);
+        b->registered = false;
+        b->join_at_ns = 0;
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* watch's completion, on a loop thread: hand the answer to the agent. */
+static void bind_watch_done(int status, qrpc_Master_watch_reply *reply, void *arg)
+{
+    qrpc__bind *b = arg;
+
+    pthread_mutex_lock(&b->lock);
+    b->watch_status = status;
+    if (status == 0) {
+        b->watch_update = reply->result;        /* taken: */
+        memset(&reply->result, 0, sizeof reply->result);
+    }
+    b->watch_done = true;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* How long the master may hold a watch: under the retransmission wait. */
+static uint32_t bind_hold_ms(const qrpc__bind *b)
+{
+    uint32_t hold = b->registered ? b->lease_ms / 3 : 1000u;
+    int32_t retry = b->node->cfg.retry_ms;
+
+    if (retry > 0 && hold > (uint32_t)retry / 2)
+        hold = (uint32_t)retry / 2;
+    if (hold < BIND_HOLD_MIN_MS)
+        hold = BIND_HOLD_MIN_MS;
+    if (hold > BIND_HOLD_MAX_MS)
+        hold = BIND_HOLD_MAX_MS;
+    return hold;
+}
+
+/* Called with the lock held, which it drops around the call. */
+static void bind_watch_start(qrpc__bind *b)
+{
+    uint64_t master = b->have_table ? b->table.master : 0;
+    uint64_t epoch = b->have_table ? b->table.epoch : 0;
+    uint32_t hold = bind_hold_ms(b);
+    int rc;
+
+    b->watch_busy = true;
+    qrpc_client_set_timeout(b->wc, hold + BIND_WATCH_SLACK_MS);
+    pthread_mutex_unlock(&b->lock);
+    rc = qrpc_Master_watch_async(b->wc, master, epoch, hold, bind_watch_done, b);
+    pthread_mutex_lock(&b->lock);
+    if (rc != 0) {              /* not started: done will not run */
+        b->watch_done = true;
+        b->watch_status = rc;
+    }
+}
+
+/* Clears the down marks of the FrontEnds of nodes new in t. */
+static void bind_undown(qrpc_node *n, const qrpc_Table *old, const qrpc_Table *t)
+{
+    size_t i, j, k;
+    qrpc__fe_entry *e;
+
+    for (i = 0; i < t->nodes.len; i++) {
+        const qrpc_Node *nd = &t->nodes.items[i];
+        bool known = false;
+
+        for (j = 0; old != NULL && j < old->nodes.len && !known; j++)
+            known = old->nodes.items[j].id == nd->id;
+        if (known)
+            continue;
+        pthread_mutex_lock(&n->fe_lock);
+        for (e = n->fes; e != NULL; e = e->next)
+            for (k = 0; k < nd->addresses.len; k++)
+                if (strcmp(nd->addresses.items[k].address, e->addr) == 0)
+                    atomic_store(&e->fe.down_until_ns, 0);
+        pthread_mutex_unlock(&n->fe_lock);
+    }
+}
+
+/* The agent's answer to a completed watch; called with the lock held. */
+static void bind_watch_result(qrpc__bind *b)
+{
+    qrpc_node *n = b->node;
+    qrpc_Update up = b->watch_update;
+    int rc = b->watch_status;
+    qrpc_Table old;
+
+    memset(&b->watch_update, 0, sizeof b->watch_update);
+    b->watch_done = false;
+    b->watch_busy = false;
+    if (rc != 0) {
+        if (!b->watch_failing && rc != QRPC_ECLOSED)
+            qrpc__log(n, "cannot follow the table of the master at %s: %s; trying again",
+                      n->master, qrpc_strerror(rc));
+        b->watch_failing = true;
+        b->watch_at_ns = qrpc__now_ns(n) + bind_backoff(&b->watch_backoff_ns);
+        if (!b->first) {
+            b->first = true;
+            pthread_cond_broadcast(&b->first_cond);
+        }
+        return;
+    }
+    b->watch_failing = false;
+    b->watch_backoff_ns = BIND_BACKOFF_MIN_NS;
+    b->watch_at_ns = 0;
+    if (!up.changed) {
+        qrpc_Update_free(&up);
+        return;
+    }
+    old = b->table;
+    bind_undown(n, b->have_table ? &old : NULL, &up.table);
+    b->table = up.table;
+    memset(&up.table, 0, sizeof up.table);
+    qrpc_Update_free(&up);
+    if (b->have_table)
+        qrpc_Table_free(&old);
+    b->have_table = true;
+    b->gen++;
+    b->first = true;
+    pthread_cond_broadcast(&b->first_cond);
+    /* a table from a master that does not know our lease: register again */
+    if (b->registered && b->table.master != b->lease_master) {
+        b->registered = false;
+        b->join_at_ns = 0;
+    }
+}
+
+static void bind_wait(qrpc__bind *b, uint64_t until_ns)
+{
+    uint64_t now = qrpc__now_ns(b->node), t;
+    struct timespec ts;
+
+    if (until_ns <= now)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (until_ns - now);
+    ts.tv_sec = (time_t)(t / 1000000000u);
+    ts.tv_nsec = (long)(t % 1000000000u);
+    pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+}
+
+static void *bind_main(void *arg)
+{
+    qrpc__bind *b = arg;
+    qrpc_node *n = b->node;
+    bool listens = n->address[0] != '\0';
+
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        uint64_t now = qrpc__now_ns(n), until = UINT64_MAX;
+
+        if (b->watch_done) {
+            bind_watch_result(b);
+            continue;
+        }
+        if (listens && (!b->registered || b->dirty)) {
+            if (now >= b->join_at_ns) {
+                pthread_mutex_unlock(&b->lock);
+                bind_join(b);
+                pthread_mutex_lock(&b->lock);
+                continue;
+            }
+            until = b->join_at_ns;
+        }
+        if (b->registered) {
+            if (now >= b->next_hb_ns) {
+                pthread_mutex_unlock(&b->lock);
+                bind_heartbeat(b);
+                pthread_mutex_lock(&b->lock);
+                continue;
+            }
+            if (b->next_hb_ns < until)
+                until = b->next_hb_ns;
+        }
+        if (!b->watch_busy) {
+            if (now >= b->watch_at_ns) {
+                bind_watch_start(b);
+                continue;
+            }
+            if (b->watch_at_ns < until)
+                until = b->watch_at_ns;
+        }
+        if (until == UINT64_MAX)
+            pthread_cond_wait(&b->cond, &b->lock);
+        else
+            bind_wait(b, until);
+    }
+    pthread_mutex_unlock(&b->lock);
+    /* Tell the cluster at once rather than after a lease. */
+    if (b->registered) {
+        qrpc_client_set_timeout(b->mc, BIND_LEAVE_MS);
+        (void)qrpc_Master_leave(b->mc, n->incarnation);
+    }
+    return NULL;
+}
+
+/* ---- life cycle ---------------------------------------------------------------- */
+
+int qrpc__bind_start(qrpc_node *n, const char *addr)
+{
+    qrpc__bind *b;
+    pthread_condattr_t ca;
+    int rc;
+
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return QRPC_ENOMEM;
+    b->node = n;
+    b->rank = BIND_NO_RANK;
+    b->join_backoff_ns = BIND_BACKOFF_MIN_NS;
+    b->watch_backoff_ns = BIND_BACKOFF_MIN_NS;
+    b->gen = 1;
+    snprintf(n->master, sizeof n->master, "%s", addr);
+    rc = qrpc_Master_connect(n, addr, &b->mc);
+    if (rc == 0)
+        rc = qrpc_Master_connect(n, addr, &b->wc);
+    if (rc != 0)
+        goto fail;
+    b->mc->quiet = b->wc->quiet = true;
+    qrpc_client_set_timeout(b->mc, BIND_CALL_MS);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_mutex_init(&b->lock, NULL) != 0) {
+        pthread_condattr_destroy(&ca);
+        rc = QRPC_ENOMEM;
+        goto fail;
+    }
+    if (pthread_cond_init(&b->cond, &ca) != 0 || pthread_cond_init(&b->first_cond, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        pthread_mutex_destroy(&b->lock);
+        rc = QRPC_ENOMEM;
+        goto fail;
+    }
+    pthread_condattr_destroy(&ca);
+    n->bind = b;
+    if (pthread_create(&b->thread, NULL, bind_main, b) != 0) {
+        n->bind = NULL;
+        pthread_cond_destroy(&b->first_cond);
+        pthread_cond_destroy(&b->cond);
+        pthread_mutex_destroy(&b->lock);
+        rc = QRPC_ENOMEM;
+        goto fail;
+    }
+    return 0;
+
+fail:
+    qrpc_client_destroy(b->wc);
+    qrpc_client_destroy(b->mc);
+    free(b);
+    n->master[0] = '\0';
+    return rc;
+}
+
+void qrpc__bind_stop(qrpc_node *n)
+{
+    qrpc__bind *b = n->bind;
+
+    if (b == NULL)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stopping = true;
+    b->first = true;
+    pthread_cond_signal(&b->cond);
+    pthread_cond_broadcast(&b->first_cond);
+    pthread_mutex_unlock(&b->lock);
+    pthread_join(b->thread, NULL);
+}
+
+void qrpc__bind_fini(qrpc_node *n)
+{
+    qrpc__bind *b = n->bind;
+
+    if (b == NULL)
+        return;
+    /* every call has completed: the FrontEnds closed and the loops stopped */
+    qrpc_client_destroy(b->wc);
+    qrpc_client_destroy(b->mc);
+    qrpc_Update_free(&b->watch_update);
+    if (b->have_table)
+        qrpc_Table_free(&b->table);
+    pthread_cond_destroy(&b->first_cond);
+    pthread_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+    n->bind = NULL;
+}
+
+void qrpc__bind_changed(qrpc_node *n)
+{
+    qrpc__bind *b = n->bind;
+
+    if (b == NULL)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->dirty = true;
+    b->join_at_ns = 0;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- picking a node ------------------------------------------------------------- */
+
+void qrpc__fe_mark_down(qrpc_node *n, qrpc__fe *fe)
+{
+    if (fe != &n->local)
+        atomic_store(&fe->down_until_ns, qrpc__now_ns(n) + BIND_DOWN_NS);
+}
+
+void qrpc__bcache_fini(qrpc__bcache *bc)
+{
+    free(bc->fes);
+    memset(bc, 0, sizeof *bc);
+}
+
+static bool bind_offers(const qrpc_Node *nd, const qrpc__svc_key *k, bool *other)
+{
+    size_t i;
+
+    for (i = 0; i < nd->services.len; i++) {
+        const qrpc_ServiceRef *s = &nd->services.items[i];
+
+        if (strlen(s->name) != k->name_len || memcmp(s->name, k->name, k->name_len) != 0)
+            continue;
+        if (s->ver == k->version)
+            return true;
+        *other = true;
+    }
+    return false;
+}
+
+static const char *bind_tcp_address(const qrpc_Node *nd)
+{
+    size_t i;
+
+    for (i = 0; i < nd->addresses.len; i++)
+        if (strcmp(nd->addresses.items[i].transport, "tcp") == 0)
+            return nd->addresses.items[i].address;
+    return NULL;
+}
+
+/* Rebuilds c's cache from the table; called with the lock held. */
+static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
+{
+    qrpc__bcache *bc = &c->bc;
+    qrpc_node *n = c->node;
+    size_t i;
+    int rc = 0;
+
+    bc->n = 0;
+    bc->other_versions = false;
+    for (i = 0; b->have_table && i < b->table.nodes.len; i++) {
+        const qrpc_Node *nd = &b->table.nodes.items[i];
+        const char *addr;
+        qrpc__fe *fe;
+
+        if (nd->id == n->incarnation || !bind_offers(nd, &c->key, &bc->other_versions))
+            continue;
+        addr = bind_tcp_address(nd);
+        if (addr == NULL || qrpc__node_fe(n, addr, &fe) != 0)
+            continue;           /* an address we cannot use is no candidate */
+        if (bc->n == bc->cap) {
+            size_t cap = bc->cap != 0 ? bc->cap * 2 : 4;
+            qrpc__fe **fes = realloc(bc->fes, cap * sizeof *fes);
+
+            if (fes == NULL) {
+                rc = QRPC_ENOMEM;
+                break;
+            }
+            bc->fes = fes;
+            bc->cap = cap;
+        }
+        bc->fes[bc->n++] = fe;
+    }
+    bc->gen = rc == 0 ? b->gen : 0;
+    return rc;
+}
+
+/* Waits (lock held) until the first table or deadline_ns. */
+static void bind_wait_first(qrpc__bind *b, uint64_t deadline_ns)
+{
+    while (!b->first && !b->stopping) {
+        uint64_t now = qrpc__now_ns(b->node), t;
+        struct timespec ts;
+
+        if (now >= deadline_ns)
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (deadline_ns - now);
+        ts.tv_sec = (time_t)(t / 1000000000u);
+        ts.tv_nsec = (long)(t % 1000000000u);
+        pthread_cond_timedwait(&b->first_cond, &b->lock, &ts);
+    }
+}
+
+int qrpc__bind_pick(qrpc_client *c, const qrpc__fe *avoid, uint64_t deadline_ns,
+                    qrpc__fe **out)
+{
+    qrpc_node *n = c->node;
+    qrpc__bind *b = n->bind;
+    qrpc__bcache *bc = &c->bc;
+    qrpc__fe *pick = NULL, *probe = NULL;
+    uint64_t now;
+    size_t i;
+    int rc = 0;
+
+    if (b == NULL || qrpc__serves(n, &c->key)) {
+        *out = &n->local;
+        return 0;
+    }
+    pthread_mutex_lock(&b->lock);
+    if (!b->have_table)
+        bind_wait_first(b, deadline_ns);
+    if (b->stopping) {
+        rc = QRPC_ECLOSED;
+        goto out;
+    }
+    if (!b->have_table) {
+        if (bc->said_gen != b->gen) {   /* once per client, not per call */
+            bc->said_gen = b->gen;
+            qrpc__log(n, "%s version %u: no cluster table yet (the master at %s has "
+                      "not answered)", c->key.name, (unsigned)c->key.version, n->master);
+        }
+        rc = QRPC_EUNAVAILABLE;
+        goto out;
+    }
+    if (bc->gen != b->gen) {
+        rc = bind_rebuild(b, c);
+        if (rc != 0)
+            goto out;
+    }
+    now = qrpc__now_ns(n);
+    for (i = 0; i < bc->n && pick == NULL; i++) {
+        qrpc__fe *fe = bc->fes[(bc->next + i) % bc->n];
+
+        if (fe == avoid)
+            continue;
+        if (atomic_load_explicit(&fe->down_until_ns, memory_order_relaxed) <= now)
+            pick = fe;
+        else if (probe == NULL)
+            probe = fe;         /* if every one is down: try it all the same */
+    }
+    if (pick == NULL && avoid == NULL)
+        pick = probe;           /* a failover never goes back to a node found down */
+    if (pick != NULL) {
+        bc->next++;
+        *out = pick;
+        goto out;
+    }
+    if (bc->n != 0) {
+        rc = QRPC_EUNAVAILABLE;         /* avoid was the only one */
+        goto out;
+    }
+    rc = bc->other_versions ? QRPC_ENOVERSION : QRPC_ENOSERVICE;
+    if (bc->said_gen != b->gen) {
+        bc->said_gen = b->gen;
+        qrpc__log(n, "%s version %u: %s", c->key.name, (unsigned)c->key.version,
+                  bc->other_versions ? "no node offers this version (qrpc_node_versions() "
+                                       "lists those offered)"
+                                     : "no node offers this service");
+    }
+
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+/* ---- what the node knows ------------------------------------------------------- */
+
+int qrpc_node_get_binding(const qrpc_node *n, qrpc_binding_info *out)
+{
+    qrpc__bind *b;
+
+    if (n == NULL || out == NULL || n->bind == NULL)
+        return QRPC_EINVAL;
+    b = n->bind;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&b->lock);
+    out->registered = b->registered;
+    out->rank = b->registered ? b->rank : 0;
+    out->node_id = n->incarnation;
+    out->master = b->have_table ? b->table.master : b->lease_master;
+    out->epoch = b->have_table ? b->table.epoch : 0;
+    out->nodes = b->have_table ? (uint32_t)b->table.nodes.len : 0;
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}
+
+static int bind_u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+int qrpc_node_versions(const qrpc_node *n, const char *name, uint32_t *out, size_t max)
+{
+    qrpc__bind *b;
+    uint32_t *v = NULL;
+    size_t cap = 0, count = 0, i, j, k;
+    int rc;
+
+    if (n == NULL || name == NULL || n->bind == NULL || (out == NULL && max != 0))
+        return QRPC_EINVAL;
+    b = n->bind;
+    pthread_mutex_lock(&b->lock);
+    for (i = 0; b->have_table && i < b->table.nodes.len; i++) {
+        const qrpc_Node *nd = &b->table.nodes.items[i];
+
+        for (j = 0; j < nd->services.len; j++) {
+            uint32_t ver = nd->services.items[j].ver;
+
+            if (strcmp(nd->services.items[j].name, name) != 0)
+                continue;
+            for (k = 0; k < count && v[k] != ver; k++)
+                ;
+            if (k < count)
+                continue;
+            if (count == cap) {
+                uint32_t *nv = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof *v);
+
+                if (nv == NULL) {
+                    pthread_mutex_unlock(&b->lock);
+                    free(v);
+                    return QRPC_ENOMEM;
+                }
+                v = nv;
+            }
+            v[count++] = ver;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (count != 0)
+        qsort(v, count, sizeof *v, bind_u32_cmp);
+    for (i = 0; i < count && i < max; i++)
+        out[i] = v[i];
+    free(v);
+    rc = count > INT32_MAX ? INT32_MAX : (int)count;
+    return rc;
+}
