@@ -38,9 +38,13 @@ $(TEST_LIBGEN): $(TEST_GEN_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/obj/tests/%.o: tests/unit/%.c $(TEST_IDL:tests/idl/%.qidl=$(TEST_GENDIR)/%.stamp)
+# Tests may also include the master's generated interface (master.h, from
+# idl/master.qidl), whose stubs libqrpc.a holds.
+$(BUILD)/obj/tests/%.o: tests/unit/%.c $(TEST_IDL:tests/idl/%.qidl=$(TEST_GENDIR)/%.stamp) \
+                        | $(IDL_GENDIR)/master.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $(CHECK_CFLAGS) $(RUNTIME_INC) -I$(TEST_GENDIR) -Itests/unit -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes $(CHECK_CFLAGS) $(RUNTIME_INC) -I$(TEST_GENDIR) \
+	    -I$(IDL_GENDIR) -Itests/unit -c -o $@ $<
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIBGEN) $(LIBQRPC_A)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_LIBGEN) $(LIBQRPC_A) $(CHECK_LIBS) $(RUNTIME_LIBS)

@@ -3,8 +3,10 @@
 #
 # soak-server and soak-client (tests/soak/) are separate processes driven
 # by tests/unit/test_soak.c, which `make check` builds and runs like every
-# test_*.c, in its short form.  They link against the generated soak.Ledger
-# code (tests/idl/soak.qidl, in libgen.a) and libqrpc.a.
+# test_*.c, in its short form, and by tests/unit/test_binding.c, which also
+# runs qrpc-master (built by runtime/tools/tools.mk).  They link against
+# the generated soak.Ledger code (tests/idl/soak.qidl, in libgen.a) and
+# libqrpc.a.
 #
 #   make soak [SOAK_TIMEOUT=3600]   the long run (QRPC_SOAK_LONG=1); the
 #                                   sizes and the seed can be overridden from
@@ -28,9 +30,12 @@ $(SOAK_SERVER): $(SOAK_OBJDIR)/soak_server.o $(TEST_LIBGEN) $(LIBQRPC_A)
 $(SOAK_CLIENT): $(SOAK_OBJDIR)/soak_client.o $(TEST_LIBGEN) $(LIBQRPC_A)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_LIBGEN) $(LIBQRPC_A) $(RUNTIME_LIBS)
 
-TEST_ENV += QRPC_SOAK_SERVER=$(abspath $(SOAK_SERVER)) QRPC_SOAK_CLIENT=$(abspath $(SOAK_CLIENT))
+SOAK_MASTER := $(BUILD)/bin/qrpc-master
 
-check: $(SOAK_SERVER) $(SOAK_CLIENT)
+TEST_ENV += QRPC_SOAK_SERVER=$(abspath $(SOAK_SERVER)) QRPC_SOAK_CLIENT=$(abspath $(SOAK_CLIENT)) \
+            QRPC_MASTER_BIN=$(abspath $(SOAK_MASTER))
+
+check: $(SOAK_SERVER) $(SOAK_CLIENT) $(SOAK_MASTER)
 
 .PHONY: soak
 soak: all $(BUILD)/tests/test_soak $(FAULTPROXY) $(SOAK_SERVER) $(SOAK_CLIENT)

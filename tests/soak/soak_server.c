@@ -1,10 +1,12 @@
 /*
  * soak_server.c - the server process of the at-most-once soak test
- * (tests/unit/test_soak.c): serves soak.Ledger (tests/idl/soak.qidl) on
- * one TCP address and records every execution in a file that outlives it.
+ * (tests/unit/test_soak.c) and of the binding test (tests/unit/
+ * test_binding.c): serves soak.Ledger (tests/idl/soak.qidl) on one TCP
+ * address and records every execution in a file that outlives it.
  *
  *   soak-server --listen 127.0.0.1:PORT --record FILE [--stats FILE]
- *               [--incarnation N] [--dedup-log FILE]
+ *               [--incarnation N] [--dedup-log FILE] [--master ADDR]
+ *               [--version V]
  *
  * What it is: a server that the driver kills (SIGKILL) and starts again on
  * the same port with the same record file, several times in one run.  On
@@ -31,6 +33,24 @@
  * service is withdrawn first, which waits for running handlers, so that
  * the last line's total is final: the driver compares it with the record,
  * which checks the state this incarnation kept in memory.
+ *
+ * With --master ADDR the node registers with the qrpc master at ADDR
+ * (qrpc_node_config.master) and holds the cluster table.  Its binding
+ * state (qrpc_node_get_binding()) is then appended to the stats line,
+ * " registered G rank K node I master M epoch E nodes N" (G is 0 or 1, I
+ * and M in hex), and every time it changes (checked every ~100 ms, and
+ * once right after the "listening on" line) one line "binding registered
+ * G rank K node I master M epoch E nodes N" goes to stdout, so that a
+ * driver can wait for the table to converge by reading its pipe.
+ * Without --master the node has no master, whatever QRPC_MASTER says.
+ *
+ * With --version V other than 1 it serves no ledger: it opens a channel
+ * (qrpc_channel_open()) for a copy of soak.Ledger's description at version
+ * V, and one thread answers its requests: total() with 0, anything else
+ * with the application error NO_SUCH_ACCOUNT.  It is "the node offering
+ * another version" of the binding test.  The record is still read (and
+ * must be valid), but nothing is appended to it.  At a clean exit the
+ * channel is closed where the ledger would be withdrawn.
  *
  * What it is not: a durable or fast ledger (no fsync, one mutex), or a
  * general server: it listens on the loopback only, has no other options,
@@ -64,7 +84,9 @@ typedef struct soak_opts {
     const char *record;
     const char *dedup_log;              /* the node's reply log, or NULL */
     const char *stats;          /* NULL: none */
+    const char *master;         /* the master's address, or NULL: none */
     uint32_t incarnation;
+    uint32_t version;           /* 1: the ledger; other: the channel of another version */
 } soak_opts;
 
 /* The service state: what the handlers share, under lock. */
@@ -219,9 +241,10 @@ out:
  * Rewrites the stats file whole: written beside it, then renamed over it,
  * so that a reader (or a kill at any moment) sees one complete snapshot.
  */
-static void soak_write_stats(const char *path, qrpc_node *node, soak_ledger *l)
+static void soak_write_stats(const char *path, qrpc_node *node, soak_ledger *l,
+                             const char *binding)
 {
-    char tmp[4096], line[160];
+    char tmp[4096], line[320];
     qrpc_node_stats st;
     int fd, n;
 
@@ -229,7 +252,10 @@ static void soak_write_stats(const char *path, qrpc_node *node, soak_ledger *l)
         return;
     qrpc_node_get_stats(node, &st);
     n = snprintf(line, sizeof line, "duplicates %" PRIu64 " refused %" PRIu64 " total %" PRId64
-                 "\n", st.duplicates, st.refused, soak_ledger_total(l));
+                 "%s%s\n", st.duplicates, st.refused, soak_ledger_total(l),
+                 binding[0] != '\0' ? " " : "", binding);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -242,10 +268,59 @@ static void soak_write_stats(const char *path, qrpc_node *node, soak_ledger *l)
     (void)rename(tmp, path);
 }
 
+/*
+ * The node's binding state as "registered G rank K node I master M epoch E
+ * nodes N" into s (empty when the node has no master).  Returns whether it
+ * differs from what s held before.
+ */
+static bool soak_binding(qrpc_node *node, char *s, size_t size)
+{
+    qrpc_binding_info b;
+    char now[256];
+
+    if (qrpc_node_get_binding(node, &b) != 0)
+        now[0] = '\0';
+    else
+        snprintf(now, sizeof now, "registered %d rank %" PRIu32 " node %#" PRIx64 " master %#"
+                 PRIx64 " epoch %" PRIu64 " nodes %" PRIu32, b.registered ? 1 : 0, b.rank,
+                 b.node_id, b.master, b.epoch, b.nodes);
+    if (strcmp(now, s) == 0)
+        return false;
+    snprintf(s, size, "%s", now);
+    return true;
+}
+
+/*
+ * The server of another version (--version V): answers every request of
+ * the channel until it closes: total() with 0, the rest with an
+ * application error, as nothing here keeps a ledger.
+ */
+static void *soak_channel_main(void *arg)
+{
+    qrpc_channel *ch = arg;
+    qrpc_request *r;
+
+    while (qrpc_recv_request(ch, -1, &r) == 0) {
+        if (qrpc_request_method(r) == soak_Ledger_total_ID) {
+            qrpc_buf b;
+
+            qrpc_buf_init(&b);
+            if (qrpc_put_i64(&b, 0) == 0)
+                qrpc_send_response(r, 0, &b);
+            else
+                qrpc_send_response(r, QRPC_ENOMEM, &b);
+        } else {
+            qrpc_send_response(r, soak_LedgerError_NO_SUCH_ACCOUNT, NULL);
+        }
+    }
+    return NULL;
+}
+
 static void soak_usage(void)
 {
     fputs("usage: soak-server --listen 127.0.0.1:PORT --record FILE [--stats FILE]\n"
-          "                   [--incarnation N] [--dedup-log FILE]\n", stderr);
+          "                   [--incarnation N] [--dedup-log FILE] [--master ADDR]\n"
+          "                   [--version V]\n", stderr);
 }
 
 /* Returns 0, or 2 (the usage exit status) after saying what is wrong. */
@@ -257,11 +332,14 @@ static int soak_parse(int argc, char **argv, soak_opts *o)
         { "stats", required_argument, NULL, 's' },
         { "incarnation", required_argument, NULL, 'i' },
         { "dedup-log", required_argument, NULL, 'd' },
+        { "master", required_argument, NULL, 'm' },
+        { "version", required_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
     int c;
 
     memset(o, 0, sizeof *o);
+    o->version = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         char *end;
@@ -279,6 +357,20 @@ static int soak_parse(int argc, char **argv, soak_opts *o)
             break;
         case 'd':
             o->dedup_log = optarg;
+            break;
+        case 'm':
+            o->master = optarg;
+            break;
+        case 'v':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end != '\0' || errno != 0 || v == 0 ||
+                v > UINT32_MAX) {
+                fprintf(stderr, "soak-server: --version: expected 1..%" PRIu32 ", got %s\n",
+                        UINT32_MAX, optarg);
+                return 2;
+            }
+            o->version = (uint32_t)v;
             break;
         case 'i':
             errno = 0;
@@ -309,11 +401,25 @@ static int soak_parse(int argc, char **argv, soak_opts *o)
     return 0;
 }
 
+/* Prints the binding line when the state changed; false when stdout failed. */
+static bool soak_report_binding(qrpc_node *node, const soak_opts *o, char *binding, size_t size)
+{
+    if (o->master == NULL || !soak_binding(node, binding, size))
+        return true;
+    printf("binding %s\n", binding);
+    return fflush(stdout) == 0;
+}
+
 int main(int argc, char **argv)
 {
     static soak_ledger ledger = { .lock = PTHREAD_MUTEX_INITIALIZER, .record_fd = -1 };
+    static qrpc_service_desc other;     /* soak.Ledger at o.version, for the channel */
+    static char binding[256];           /* the last binding state reported */
     qrpc_node_config cfg;
     qrpc_node *node = NULL;
+    qrpc_channel *ch = NULL;
+    pthread_t ch_thread;
+    bool ch_thread_started = false;
     soak_opts o;
     sigset_t sigs;
     int sfd = -1, status = 1, rc;
@@ -343,20 +449,42 @@ int main(int argc, char **argv)
     qrpc_node_config_init(&cfg);
     cfg.listen = o.listen;
     cfg.dedup_log = o.dedup_log;        /* NULL: none */
+    cfg.master = o.master != NULL ? o.master : "";     /* "": none, whatever QRPC_MASTER says */
     rc = qrpc_node_create(&cfg, &node);
     if (rc != 0) {
         fprintf(stderr, "soak-server: listening on %s: %s\n", o.listen, qrpc_strerror(rc));
         goto out_record;
     }
-    rc = soak_Ledger_serve(node, &soak_handlers, &ledger);
+    if (o.version == soak_Ledger_desc.version) {
+        rc = soak_Ledger_serve(node, &soak_handlers, &ledger);
+    } else {
+        other = soak_Ledger_desc;
+        other.version = o.version;
+        rc = qrpc_channel_open(node, &other, &ch);
+    }
     if (rc != 0) {
-        fprintf(stderr, "soak-server: serving soak.Ledger: %s\n", qrpc_strerror(rc));
+        fprintf(stderr, "soak-server: serving soak.Ledger@%" PRIu32 ": %s\n", o.version,
+                qrpc_strerror(rc));
         goto out_node;
     }
-    soak_write_stats(o.stats, node, &ledger);
+    if (ch != NULL) {
+        rc = pthread_create(&ch_thread, NULL, soak_channel_main, ch);
+        if (rc != 0) {
+            fprintf(stderr, "soak-server: channel thread: %s\n", strerror(rc));
+            goto out_node;
+        }
+        ch_thread_started = true;
+    }
+    soak_binding(node, binding, sizeof binding);
+    soak_write_stats(o.stats, node, &ledger, binding);
     printf("listening on %s\n", qrpc_node_address(node));
     if (fflush(stdout) != 0)
         goto out_node;
+    if (o.master != NULL) {
+        printf("binding %s\n", binding);
+        if (fflush(stdout) != 0)
+            goto out_node;
+    }
 
     while (running) {
         struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { 0, POLLIN, 0 } };
@@ -375,7 +503,9 @@ int main(int argc, char **argv)
         }
         if (n > 0 && pf[0].revents != 0)
             running = false;
-        soak_write_stats(o.stats, node, &ledger);
+        /* a driver that stopped reading is not a reason to stop serving */
+        (void)soak_report_binding(node, &o, binding, sizeof binding);
+        soak_write_stats(o.stats, node, &ledger, binding);
     }
     status = 0;
 
@@ -384,14 +514,19 @@ out_node:
      * Withdrawing the service waits for the handlers still running, so the
      * total written next includes every execution this incarnation did.
      */
-    if (status == 0) {
+    if (ch != NULL) {
+        qrpc_channel_close(ch);         /* wakes the thread: its recv says QRPC_ECLOSED */
+        if (ch_thread_started)
+            pthread_join(ch_thread, NULL);
+    } else if (status == 0) {
         rc = qrpc_unserve(node, soak_Ledger_desc.name, soak_Ledger_desc.version);
         if (rc != 0) {
             fprintf(stderr, "soak-server: withdrawing soak.Ledger: %s\n", qrpc_strerror(rc));
             status = 1;
         }
     }
-    soak_write_stats(o.stats, node, &ledger);
+    soak_binding(node, binding, sizeof binding);
+    soak_write_stats(o.stats, node, &ledger, binding);
     qrpc_node_destroy(node);
 out_record:
     close(ledger.record_fd);

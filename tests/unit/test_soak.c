@@ -73,6 +73,7 @@
 
 #include "tcputil.h"
 #include "fproxy.h"
+#include "procutil.h"
 #include "soak.h"
 #include "../soak/soak_record.h"
 
@@ -167,14 +168,10 @@ static void soak_plan_init(soak_plan *p)
     p->limit_s = (unsigned)soak_env_num("SOAK_LIMIT_S", p->long_run ? 3600 : 100, 1, 86400);
 }
 
-/* The stream of random choices of this test (splitmix64). */
+/* The stream of random choices of this test. */
 static uint64_t soak_rand(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
+    return pu_rand(s);
 }
 
 /* ---- processes: the ones started and not reaped yet ------------------------------ */
@@ -290,20 +287,6 @@ static int soak_reap(pid_t pid, unsigned ms)
     }
 }
 
-/* "exit status N" or "signal N", for messages. */
-static const char *soak_status_str(int st)
-{
-    static char s[48];
-
-    if (st == -1)
-        snprintf(s, sizeof s, "still running");
-    else if (WIFEXITED(st))
-        snprintf(s, sizeof s, "exit status %d", WEXITSTATUS(st));
-    else
-        snprintf(s, sizeof s, "signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
-    return s;
-}
-
 /* The end of a file, for failure messages (static storage). */
 static const char *soak_tail(const char *path)
 {
@@ -391,7 +374,7 @@ static void soak_srv_start(int port)
         s->pid = 0;
         ck_assert_msg(port != 0 && tries < SOAK_START_TRIES,
                       "server %u on %s did not start (%s, said '%s'); its stderr:\n%s",
-                      R.starts, listen, soak_status_str(st), line, soak_tail(s->err_path));
+                      R.starts, listen, pu_status_str(st), line, soak_tail(s->err_path));
         tt_nap_ms(50);                  /* a retry's pause: the port is not ours to watch */
     }
 }
@@ -420,7 +403,7 @@ static void soak_srv_kill(void)
     st = soak_reap(s->pid, SOAK_WAIT_MS);
     ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
                   "server %u ended with %s before it was killed; its stderr:\n%s",
-                  R.starts - 1, soak_status_str(st), soak_tail(s->err_path));
+                  R.starts - 1, pu_status_str(st), soak_tail(s->err_path));
     soak_srv_check_stderr();
     close(s->life_fd);
     s->pid = 0;
@@ -438,7 +421,7 @@ static void soak_srv_stop(int sig)
     st = soak_reap(s->pid, SOAK_WAIT_MS);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "server %u: %s after %s (0 expected); its stderr:\n%s", R.starts - 1,
-                  soak_status_str(st), sig != 0 ? "SIGTERM" : "end of its stdin",
+                  pu_status_str(st), sig != 0 ? "SIGTERM" : "end of its stdin",
                   soak_tail(s->err_path));
     soak_srv_check_stderr();
     s->pid = 0;
@@ -582,7 +565,7 @@ static void soak_drive(void)
             SOAK_CHECK(c->status != -1 && WIFEXITED(c->status) &&
                        WEXITSTATUS(c->status) == 0,
                        "client %u: %s after %" PRIu64 " of %" PRIu32 " calls; its stderr "
-                       "ends:\n%s", who[i], soak_status_str(c->status), c->done, p->calls,
+                       "ends:\n%s", who[i], pu_status_str(c->status), c->done, p->calls,
                        soak_tail(c->err_path));
         }
         now = tt_now_ms();
@@ -987,51 +970,6 @@ START_TEST(test_soak)
 }
 END_TEST
 
-/* nftw() callback of soak_remove_dir(): removes every entry, children first. */
-static int soak_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/*
- * rm -rf of the test's directory, from main(): outside a test no Check
- * macro may run, and testutil.h's tu_rmtree() uses them.
- */
-static void soak_remove_dir(const char *dir)
-{
-    if (nftw(dir, soak_remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "test_soak: could not remove %s: %s\n", dir, strerror(errno));
-}
-
-/*
- * Waits (at most ms) for the processes a failed test left: with this
- * process a subreaper, they are its children once the test process is
- * gone, and they exit as soon as they see their lifelines closed.
- */
-static void soak_wait_orphans(unsigned ms)
-{
-    int64_t until = tt_now_ms() + ms;
-    int st;
-
-    for (;;) {
-        pid_t r = waitpid(-1, &st, WNOHANG);
-
-        if (r < 0 && errno == ECHILD)
-            return;
-        if (r > 0 || (r < 0 && errno == EINTR))
-            continue;
-        if (tt_now_ms() > until) {
-            fprintf(stderr, "test_soak: processes of the failed test still run after %u ms\n",
-                    ms);
-            return;
-        }
-        tt_nap_ms(5);
-    }
-}
-
 int main(void)
 {
     char dir[] = "/tmp/qrpc-test-XXXXXX";
@@ -1055,10 +993,10 @@ int main(void)
     rc = tu_run_suite(s);
 
     soak_kill_live();
-    soak_wait_orphans(SOAK_WAIT_MS);
+    pu_wait_orphans("test_soak", SOAK_WAIT_MS);
     if (getenv("QRPC_SOAK_KEEP") != NULL && *getenv("QRPC_SOAK_KEEP") != '\0')
         fprintf(stderr, "test_soak: kept %s\n", soak_base);
     else
-        soak_remove_dir(soak_base);
+        pu_remove_dir("test_soak", soak_base);
     return rc;
 }
