@@ -23,7 +23,10 @@
  *
  * Known limits: one lock per node guards the table and every bound
  * client's cache, so bound calls from many threads contend on it; the
- * FrontEnds of nodes that left stay until the node is destroyed.
+ * FrontEnds of nodes that left stay until the node is destroyed; a node
+ * that keeps its connections open but never answers is not marked down
+ * (idempotent calls sent there move on after retry_ms, at-most-once ones
+ * wait for it until their deadline).
  */
 #include <stdio.h>
 #include <stdlib.h>
