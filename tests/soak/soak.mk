@@ -4,9 +4,9 @@
 # soak-server and soak-client (tests/soak/) are separate processes driven
 # by tests/unit/test_soak.c, which `make check` builds and runs like every
 # test_*.c, in its short form, and by tests/unit/test_binding.c, which also
-# runs qrpc-master (built by runtime/tools/tools.mk).  They link against
-# the generated soak.Ledger code (tests/idl/soak.qidl, in libgen.a) and
-# libqrpc.a.
+# runs qrpc-master and qrpc (built by runtime/tools/tools.mk).  They link
+# against the generated soak.Ledger code (tests/idl/soak.qidl, in libgen.a)
+# and libqrpc.a.
 #
 #   make soak [SOAK_TIMEOUT=3600]   the long run (QRPC_SOAK_LONG=1); the
 #                                   sizes and the seed can be overridden from
@@ -31,11 +31,12 @@ $(SOAK_CLIENT): $(SOAK_OBJDIR)/soak_client.o $(TEST_LIBGEN) $(LIBQRPC_A)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_LIBGEN) $(LIBQRPC_A) $(RUNTIME_LIBS)
 
 SOAK_MASTER := $(BUILD)/bin/qrpc-master
+SOAK_TOOL   := $(BUILD)/bin/qrpc
 
 TEST_ENV += QRPC_SOAK_SERVER=$(abspath $(SOAK_SERVER)) QRPC_SOAK_CLIENT=$(abspath $(SOAK_CLIENT)) \
-            QRPC_MASTER_BIN=$(abspath $(SOAK_MASTER))
+            QRPC_MASTER_BIN=$(abspath $(SOAK_MASTER)) QRPC_TOOL_BIN=$(abspath $(SOAK_TOOL))
 
-check: $(SOAK_SERVER) $(SOAK_CLIENT) $(SOAK_MASTER)
+check: $(SOAK_SERVER) $(SOAK_CLIENT) $(SOAK_MASTER) $(SOAK_TOOL)
 
 .PHONY: soak
 soak: all $(BUILD)/tests/test_soak $(FAULTPROXY) $(SOAK_SERVER) $(SOAK_CLIENT)

@@ -57,19 +57,27 @@
  *   local_first: a node of this process that serves soak.Ledger@1 itself
  *     and is registered with the master, beside a v1 server process:
  *     its bound calls all run in this process, none in the other.
+ *   tool: $QRPC_TOOL_BIN (qrpc(1)) against the four-node cluster: nodes
+ *     prints the master's line (the identity and epoch the servers hold,
+ *     "nodes 4") and four "rank" lines, services soak.Ledger@1 at the
+ *     three v1 servers' ranks and @2 at the other's, ping soak.Ledger@1
+ *     three "ok" lines, all exiting 0; ping soak.Ledger@3 exits 1 saying
+ *     "versions offered: 1 2"; without --master or QRPC_MASTER it exits
+ *     2, and so does qrpc-master with --lease-ms 5 (below its minimum).
  *
  * Every process started is reaped, on success and on failure, the way
  * test_soak.c does it: each has a lifeline (its stdin is a pipe from the
  * test, so it exits as soon as the test process is gone) and main() is
- * their subreaper.  Waits are polls on the processes' pipes with
- * deadlines (the clients' progress bytes, the binding lines of nodes and
- * clients), and for a process known to be ending, waitpid() tried every
- * millisecond up to a bound.  The other timed pauses are the schedule,
- * not synchronisation: how long the killed master stays down (the pipes
- * are read meanwhile), and a short pause before a process is started
- * again on a port that was briefly taken.  The seed of the random
- * choices is QRPC_BIND_SEED (printed); QRPC_BIND_KEEP=1 keeps the test's
- * directory (records, client outputs, stderr files).
+ * their subreaper; the tool case's commands, which end by themselves, are
+ * waited for up to BIND_WAIT_MS and killed past it.  Waits are polls on the
+ * processes' pipes with deadlines (the clients' progress bytes, the
+ * binding lines of nodes and clients), and for a process known to be
+ * ending, waitpid() tried every millisecond up to a bound.  The other timed
+ * pauses are the schedule, not synchronisation: how long the killed master
+ * stays down (the pipes are read meanwhile), and a short pause before a
+ * process is started again on a port that was briefly taken.  The seed of
+ * the random choices is QRPC_BIND_SEED (printed); QRPC_BIND_KEEP=1 keeps
+ * the test's directory (records, client outputs, stderr files).
  */
 #include <ftw.h>
 #include <inttypes.h>
@@ -1517,6 +1525,242 @@ START_TEST(test_local_first)
 }
 END_TEST
 
+/* ---- qrpc(1) and qrpc-master(8) from the command line ------------------------------ */
+
+/* How one run of a program ended, and what it printed (malloc'd). */
+typedef struct btool {
+    int status;                         /* wait status */
+    char *out, *err;
+    char what[160];                     /* the command line, for messages */
+} btool;
+
+static unsigned bind_tool_runs;
+
+/*
+ * Runs argv (argv[0] a path) to its end, with stdin /dev/null, stdout and
+ * stderr into files of the case's directory, and this process's
+ * environment without QRPC_MASTER.  It must end within BIND_WAIT_MS; it
+ * is reaped either way.
+ */
+static void bind_tool_run(char *const argv[], btool *t)
+{
+    char out_path[160], err_path[160];
+    char **envp;
+    size_t n = 0, k = 0, i, slot, len = 0, n_live = sizeof bind_live / sizeof bind_live[0];
+    int in_fd, out_fd, err_fd, st;
+    pid_t pid;
+
+    t->what[0] = '\0';
+    for (i = 0; argv[i] != NULL && len < sizeof t->what; i++)
+        len += (size_t)snprintf(t->what + len, sizeof t->what - len, "%s%s", i ? " " : "",
+                                i ? argv[i] : strrchr(argv[0], '/') + 1);
+    while (environ[n] != NULL)
+        n++;
+    envp = calloc(n + 1, sizeof *envp);
+    ck_assert_ptr_nonnull(envp);
+    for (i = 0; i < n; i++)
+        if (strncmp(environ[i], "QRPC_MASTER=", 12) != 0)
+            envp[k++] = environ[i];
+    snprintf(out_path, sizeof out_path, "%s/tool-%u.out", bind_dir, bind_tool_runs);
+    snprintf(err_path, sizeof err_path, "%s/tool-%u.err", bind_dir, bind_tool_runs);
+    bind_tool_runs++;
+    in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_msg(in_fd >= 0 && out_fd >= 0 && err_fd >= 0, "%s: %s", t->what, strerror(errno));
+    for (slot = 0; slot < n_live && bind_live[slot] != 0; slot++)
+        ;
+    ck_assert_msg(slot < n_live, "too many processes");
+    fflush(NULL);
+    pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        /* async-signal-safe calls only until execve */
+        if (tsrv_keep_fd(in_fd, 0) != 0 || tsrv_keep_fd(out_fd, 1) != 0 ||
+            tsrv_keep_fd(err_fd, 2) != 0)
+            _exit(126);
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    bind_live[slot] = pid;
+    close(in_fd);
+    close(out_fd);
+    close(err_fd);
+    free(envp);
+    st = bind_reap(pid, BIND_WAIT_MS);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        (void)bind_reap(pid, BIND_WAIT_MS);
+        ck_abort_msg("%s: still running after %u ms; its stderr:\n%s", t->what, BIND_WAIT_MS,
+                     bind_tail(err_path));
+    }
+    t->status = st;
+    t->out = tu_read_file(out_path, NULL);
+    t->err = tu_read_file(err_path, NULL);
+    ck_assert_msg(t->out != NULL && t->err != NULL, "%s: its output files are gone", t->what);
+    ck_assert_msg(strstr(t->err, "Sanitizer") == NULL &&
+                  strstr(t->err, "runtime error:") == NULL, "%s: a sanitizer reported:\n%s",
+                  t->what, t->err);
+}
+
+/* It exited with code. */
+static void bind_tool_exit(const btool *t, int code)
+{
+    ck_assert_msg(WIFEXITED(t->status) && WEXITSTATUS(t->status) == code,
+                  "%s: %s (exit %d expected); stdout:\n%s\nstderr:\n%s", t->what,
+                  pu_status_str(t->status), code, t->out, t->err);
+}
+
+static void bind_tool_free(btool *t)
+{
+    free(t->out);
+    free(t->err);
+    t->out = t->err = NULL;
+}
+
+/* The lines of s that start with prefix (or, with anywhere, contain it). */
+static unsigned bind_count_lines(const char *s, const char *prefix, bool anywhere)
+{
+    size_t plen = strlen(prefix);
+    unsigned count = 0;
+
+    while (*s != '\0') {
+        const char *nl = strchr(s, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - s) : strlen(s);
+        const char *hit = memmem(s, len, prefix, plen);
+
+        if (hit != NULL && (anywhere || hit == s))
+            count++;
+        s += len + (nl != NULL);
+    }
+    return count;
+}
+
+/*
+ * services' line for soak.Ledger@version: there is exactly one, and each
+ * rank it lists is that of a node offering that version, no rank twice.
+ * Returns how many ranks it lists.
+ */
+static unsigned bind_tool_ranks(const btool *t, uint32_t version)
+{
+    char prefix[48], line[256];
+    const char *p;
+    unsigned count = 0, i;
+    uint32_t seen = 0;
+
+    snprintf(prefix, sizeof prefix, "soak.Ledger@%" PRIu32 " ranks ", version);
+    ck_assert_msg(bind_count_lines(t->out, prefix, false) == 1, "%s: not one line '%s...':\n%s",
+                  t->what, prefix, t->out);
+    p = strstr(t->out, prefix);
+    while (p != t->out && p[-1] != '\n')
+        p = strstr(p + 1, prefix);
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(p, "\n"), p);
+    for (p = line + strlen(prefix); *p != '\0';) {
+        char *end;
+        unsigned long rank = strtoul(p, &end, 10);
+        bool found = false;
+
+        ck_assert_msg(end != p && (*end == ' ' || *end == '\0') && rank < 32 &&
+                      !(seen & (1u << rank)), "%s: '%s': a bad or repeated rank at '%s'",
+                      t->what, line, p);
+        seen |= 1u << rank;
+        for (i = 0; i < R.n_nodes; i++)
+            found |= R.node[i].rank == rank && R.node[i].version == version;
+        ck_assert_msg(found, "%s: '%s': no node of rank %lu serves version %" PRIu32 ":%s",
+                      t->what, line, rank, version, bind_states());
+        count++;
+        p = *end == ' ' ? end + 1 : end;
+    }
+    return count;
+}
+
+/* The tool against a live cluster; the master's and the tool's usage errors. */
+START_TEST(test_tool)
+{
+    const char *tool = tu_env("QRPC_TOOL_BIN"), *master = tu_env("QRPC_MASTER_BIN");
+    char head[96];
+    btool t;
+
+    bind_case_init("tool");
+    bind_cluster_start(bind_versions, BIND_MAX_NODES);
+
+    {
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "nodes", NULL };
+
+        bind_tool_run(argv, &t);
+        bind_tool_exit(&t, 0);
+        /* the table every node holds (it cannot change: no node comes or goes) */
+        snprintf(head, sizeof head, "master %016" PRIx64 " epoch %" PRIu64 " nodes %u\n",
+                 R.node[0].master, R.node[0].epoch, BIND_MAX_NODES);
+        ck_assert_msg(strncmp(t.out, head, strlen(head)) == 0, "%s: first line not '%.*s':\n%s",
+                      t.what, (int)strlen(head) - 1, head, t.out);
+        ck_assert_msg(bind_count_lines(t.out, "rank ", false) == BIND_MAX_NODES &&
+                      bind_count_lines(t.out, "", false) == BIND_MAX_NODES + 1,
+                      "%s: not %u lines 'rank ...' after the first:\n%s", t.what,
+                      BIND_MAX_NODES, t.out);
+        bind_tool_free(&t);
+    }
+    {
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "services", NULL };
+        unsigned v1, v2;
+
+        bind_tool_run(argv, &t);
+        bind_tool_exit(&t, 0);
+        v1 = bind_tool_ranks(&t, 1);
+        v2 = bind_tool_ranks(&t, 2);
+        ck_assert_msg(v1 == 3 && v2 == 1 && bind_count_lines(t.out, "", false) == 2,
+                      "%s: %u ranks at @1 (3 expected), %u at @2 (1 expected), and no other "
+                      "line:\n%s", t.what, v1, v2, t.out);
+        bind_tool_free(&t);
+    }
+    {
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "ping", "soak.Ledger@1",
+                         NULL };
+
+        bind_tool_run(argv, &t);
+        bind_tool_exit(&t, 0);
+        ck_assert_msg(bind_count_lines(t.out, ": ok ", true) == 3 &&
+                      bind_count_lines(t.out, "", false) == 3,
+                      "%s: not 3 lines '...: ok N us':\n%s", t.what, t.out);
+        bind_tool_free(&t);
+    }
+    {
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "ping", "soak.Ledger@3",
+                         NULL };
+
+        bind_tool_run(argv, &t);
+        bind_tool_exit(&t, 1);
+        ck_assert_msg(t.out[0] == '\0' && strstr(t.err, "qrpc: no node offers soak.Ledger@3 "
+                                                 "(versions offered: 1 2)") != NULL,
+                      "%s: stdout:\n%s\nstderr (the versions 1 2 expected):\n%s", t.what,
+                      t.out, t.err);
+        bind_tool_free(&t);
+    }
+    {
+        /* neither --master nor QRPC_MASTER (bind_tool_run() removes it) */
+        char *argv[] = { (char *)tool, "ping", "soak.Ledger", NULL };
+
+        bind_tool_run(argv, &t);
+        bind_tool_exit(&t, 2);
+        ck_assert_msg(t.out[0] == '\0' && strstr(t.err, "no master") != NULL,
+                      "%s: stdout:\n%s\nstderr:\n%s", t.what, t.out, t.err);
+        bind_tool_free(&t);
+    }
+    {
+        /* below the least lease (100 ms): a usage error, before it listens */
+        char *argv[] = { (char *)master, "--lease-ms", "5", NULL };
+
+        bind_tool_run(argv, &t);
+        bind_tool_exit(&t, 2);
+        ck_assert_msg(t.out[0] == '\0' && strstr(t.err, "--lease-ms") != NULL,
+                      "%s: stdout:\n%s\nstderr:\n%s", t.what, t.out, t.err);
+        bind_tool_free(&t);
+    }
+
+    bind_cluster_stop();
+}
+END_TEST
+
 /* ---- main: the directory, the subreaper ------------------------------------------- */
 
 int main(void)
@@ -1529,6 +1773,7 @@ int main(void)
     tcase_set_timeout(tc, 100.0);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_local_first);
+    tcase_add_test(tc, test_tool);
     tcase_add_test(tc, test_server_restart);
     tcase_add_test(tc, test_master_restart);
     suite_add_tcase(s, tc);
