@@ -81,7 +81,9 @@ $(FUZZ_GEN)/%.stamp: tests/idl/%.qidl $(QRPCGEN)
 FUZZ_STAMPS := $(FUZZ_DECODE_IDL:%=$(FUZZ_GEN)/%.stamp)
 FUZZ_GEN_C  := $(foreach f,$(FUZZ_DECODE_IDL),$(FUZZ_GEN)/$(f)_types.c $(FUZZ_GEN)/$(f)_random.c)
 FUZZ_GEN_OBJ := $(FUZZ_GEN_C:$(FUZZ_GEN)/%.c=$(FUZZ_OBJ)/idl/%.o)
-FUZZ_RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(FUZZ_OBJ)/%.o)
+# The runtime, with the master's generated interface that it holds (Makefile).
+FUZZ_RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(FUZZ_OBJ)/%.o) \
+                    $(IDL_GEN_C:$(IDL_GENDIR)/%.c=$(FUZZ_OBJ)/gen/idl/%.o)
 
 $(FUZZ_GEN_C) $(FUZZ_DECODE_IDL:%=$(FUZZ_GEN)/%.h): $(FUZZ_STAMPS) ;
 
@@ -95,9 +97,13 @@ $(FUZZ_OBJ)/idl/%.o: $(FUZZ_GEN)/%.c $(FUZZ_STAMPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(GENERATED_STRICT) $(RUNTIME_INC) -I$(FUZZ_GEN) -c -o $@ $<
 
-$(FUZZ_OBJ)/runtime/%.o: runtime/%.c
+$(FUZZ_OBJ)/runtime/%.o: runtime/%.c | $(IDL_GENDIR)/master.stamp
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(RUNTIME_INC) -Iruntime/src -c -o $@ $<
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(RUNTIME_INC) -Iruntime/src -I$(IDL_GENDIR) -c -o $@ $<
+
+$(FUZZ_OBJ)/gen/idl/%.o: $(IDL_GENDIR)/%.c $(IDL_GENDIR)/master.stamp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(GENERATED_STRICT) $(RUNTIME_INC) -I$(IDL_GENDIR) -c -o $@ $<
 
 $(FUZZ_OBJ)/harness/fuzz_decode.o: tests/fuzz/fuzz_decode.c $(FUZZ_GEN)/fuzz_types.h
 	@mkdir -p $(dir $@)
