@@ -170,12 +170,13 @@ static void bind_join(qrpc__bind *b)
         b->join_failing = false;
     } else {
         b->registered = false;
-        if (!b->join_failing)
-            qrpc__log(n, "cannot register with the master at %s: %s%s%s", n->master,
-                      rc > 0 ? "the master refused: " : qrpc_strerror(rc),
-                      rc > 0 && qrpc_MasterError_valid(rc)
-                          ? qrpc_MasterError_name((qrpc_MasterError)rc) : "",
-                      rc > 0 ? "" : "; trying again");
+        if (!b->join_failing && rc > 0)
+            qrpc__log(n, "cannot register with the master at %s: it refused (%s)", n->master,
+                      qrpc_MasterError_valid(rc) ? qrpc_MasterError_name((qrpc_MasterError)rc)
+                                                 : "an unknown reason");
+        else if (!b->join_failing)
+            qrpc__log(n, "cannot register with the master at %s: %s; trying again",
+                      n->master, qrpc_strerror(rc));
         b->join_failing = true;
         b->join_at_ns = qrpc__now_ns(n) + bind_backoff(&b->join_backoff_ns);
         if (!b->first) {
@@ -255,27 +256,47 @@ static void bind_watch_start(qrpc__bind *b)
     }
 }
 
-/* Clears the down marks of the FrontEnds of nodes new in t. */
-static void bind_undown(qrpc_node *n, const qrpc_Table *old, const qrpc_Table *t)
+/* A node's TCP address, or NULL. */
+static const char *bind_tcp_address(const qrpc_Node *nd)
 {
-    size_t i, j, k;
-    qrpc__fe_entry *e;
+    size_t i;
+
+    for (i = 0; i < nd->addresses.len; i++)
+        if (strcmp(nd->addresses.items[i].transport, "tcp") == 0)
+            return nd->addresses.items[i].address;
+    return NULL;
+}
+
+/* Whether t lists at TCP address addr a node that old (NULL: none) did not. */
+static bool bind_new_at(const qrpc_Table *old, const qrpc_Table *t, const char *addr)
+{
+    size_t i, j;
 
     for (i = 0; i < t->nodes.len; i++) {
         const qrpc_Node *nd = &t->nodes.items[i];
+        const char *a = bind_tcp_address(nd);
         bool known = false;
 
+        if (a == NULL || strcmp(a, addr) != 0)
+            continue;
         for (j = 0; old != NULL && j < old->nodes.len && !known; j++)
             known = old->nodes.items[j].id == nd->id;
-        if (known)
-            continue;
-        pthread_mutex_lock(&n->fe_lock);
-        for (e = n->fes; e != NULL; e = e->next)
-            for (k = 0; k < nd->addresses.len; k++)
-                if (strcmp(nd->addresses.items[k].address, e->addr) == 0)
-                    atomic_store(&e->fe.down_until_ns, 0);
-        pthread_mutex_unlock(&n->fe_lock);
+        if (!known)
+            return true;
     }
+    return false;
+}
+
+/* Clears the down marks of the FrontEnds of nodes new in t. */
+static void bind_undown(qrpc_node *n, const qrpc_Table *old, const qrpc_Table *t)
+{
+    qrpc__fe_entry *e;
+
+    pthread_mutex_lock(&n->fe_lock);
+    for (e = n->fes; e != NULL; e = e->next)
+        if (bind_new_at(old, t, e->addr))
+            atomic_store(&e->fe.down_until_ns, 0);
+    pthread_mutex_unlock(&n->fe_lock);
 }
 
 /* The agent's answer to a completed watch; called with the lock held. */
@@ -326,20 +347,6 @@ static void bind_watch_result(qrpc__bind *b)
     }
 }
 
-static void bind_wait(qrpc__bind *b, uint64_t until_ns)
-{
-    uint64_t now = qrpc__now_ns(b->node), t;
-    struct timespec ts;
-
-    if (until_ns <= now)
-        return;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (until_ns - now);
-    ts.tv_sec = (time_t)(t / 1000000000u);
-    ts.tv_nsec = (long)(t % 1000000000u);
-    pthread_cond_timedwait(&b->cond, &b->lock, &ts);
-}
-
 static void *bind_main(void *arg)
 {
     qrpc__bind *b = arg;
@@ -383,8 +390,8 @@ static void *bind_main(void *arg)
         }
         if (until == UINT64_MAX)
             pthread_cond_wait(&b->cond, &b->lock);
-        else
-            bind_wait(b, until);
+        else if (until > now)
+            qrpc__cond_wait_ns(&b->cond, &b->lock, until - now);
     }
     pthread_mutex_unlock(&b->lock);
     /* Tell the cluster at once rather than after a lease. */
@@ -400,8 +407,7 @@ static void *bind_main(void *arg)
 int qrpc__bind_start(qrpc_node *n, const char *addr)
 {
     qrpc__bind *b;
-    pthread_condattr_t ca;
-    int rc;
+    int rc, made = 0;           /* how many of lock, cond, first_cond exist */
 
     b = calloc(1, sizeof *b);
     if (b == NULL)
@@ -419,32 +425,30 @@ int qrpc__bind_start(qrpc_node *n, const char *addr)
         goto fail;
     b->mc->quiet = b->wc->quiet = true;
     qrpc_client_set_timeout(b->mc, BIND_CALL_MS);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&b->lock, NULL) != 0) {
-        pthread_condattr_destroy(&ca);
-        rc = QRPC_ENOMEM;
+    rc = QRPC_ENOMEM;
+    if (pthread_mutex_init(&b->lock, NULL) != 0)
         goto fail;
-    }
-    if (pthread_cond_init(&b->cond, &ca) != 0 || pthread_cond_init(&b->first_cond, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
-        pthread_mutex_destroy(&b->lock);
-        rc = QRPC_ENOMEM;
+    made++;
+    if (qrpc__cond_init_mono(&b->cond) != 0)
         goto fail;
-    }
-    pthread_condattr_destroy(&ca);
+    made++;
+    if (qrpc__cond_init_mono(&b->first_cond) != 0)
+        goto fail;
+    made++;
     n->bind = b;
     if (pthread_create(&b->thread, NULL, bind_main, b) != 0) {
         n->bind = NULL;
-        pthread_cond_destroy(&b->first_cond);
-        pthread_cond_destroy(&b->cond);
-        pthread_mutex_destroy(&b->lock);
-        rc = QRPC_ENOMEM;
         goto fail;
     }
     return 0;
 
 fail:
+    if (made > 2)
+        pthread_cond_destroy(&b->first_cond);
+    if (made > 1)
+        pthread_cond_destroy(&b->cond);
+    if (made > 0)
+        pthread_mutex_destroy(&b->lock);
     qrpc_client_destroy(b->wc);
     qrpc_client_destroy(b->mc);
     free(b);
@@ -529,16 +533,6 @@ static bool bind_offers(const qrpc_Node *nd, const qrpc__svc_key *k, bool *other
     return false;
 }
 
-static const char *bind_tcp_address(const qrpc_Node *nd)
-{
-    size_t i;
-
-    for (i = 0; i < nd->addresses.len; i++)
-        if (strcmp(nd->addresses.items[i].transport, "tcp") == 0)
-            return nd->addresses.items[i].address;
-    return NULL;
-}
-
 /* Rebuilds c's cache from the table; called with the lock held. */
 static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
 {
@@ -580,16 +574,11 @@ static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
 static void bind_wait_first(qrpc__bind *b, uint64_t deadline_ns)
 {
     while (!b->first && !b->stopping) {
-        uint64_t now = qrpc__now_ns(b->node), t;
-        struct timespec ts;
+        uint64_t now = qrpc__now_ns(b->node);
 
         if (now >= deadline_ns)
             return;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (deadline_ns - now);
-        ts.tv_sec = (time_t)(t / 1000000000u);
-        ts.tv_nsec = (long)(t % 1000000000u);
-        pthread_cond_timedwait(&b->first_cond, &b->lock, &ts);
+        qrpc__cond_wait_ns(&b->first_cond, &b->lock, deadline_ns - now);
     }
 }
 

@@ -89,7 +89,6 @@ int qrpc__channel_defer(qrpc_channel *ch, const qrpc__request *req, uint32_t fla
 int qrpc_channel_open(qrpc_node *n, const qrpc_service_desc *desc, qrpc_channel **out)
 {
     qrpc_channel *ch;
-    pthread_condattr_t ca;
     int rc;
 
     if (out == NULL)
@@ -102,14 +101,10 @@ int qrpc_channel_open(qrpc_node *n, const qrpc_service_desc *desc, qrpc_channel 
         return QRPC_ENOMEM;
     ch->node = n;
     ch->desc = desc;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&ch->lock, NULL) != 0 || pthread_cond_init(&ch->cond, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&ch->lock, NULL) != 0 || qrpc__cond_init_mono(&ch->cond) != 0) {
         free(ch);
         return QRPC_ENOMEM;
     }
-    pthread_condattr_destroy(&ca);
     rc = qrpc__serve(n, desc, NULL, NULL, NULL, ch);
     if (rc != 0) {
         pthread_cond_destroy(&ch->cond);

@@ -342,6 +342,25 @@ static uint64_t client_op_backoff(client_op *op)
 }
 
 /*
+ * Points a bound op at another node offering its service, marking the
+ * one it leaves down first when that one failed; false when there is
+ * none (a local one would need the local path, which an op does not take).
+ */
+static bool client_op_repick(client_op *op, bool failed)
+{
+    qrpc_node *n = op->client->node;
+    qrpc__fe *to;
+
+    if (failed)
+        qrpc__fe_mark_down(n, op->fe);
+    if (qrpc__bind_pick(op->client, op->fe, op->call.deadline_ns, &to) != 0 ||
+        to == op->fe || to == &n->local)
+        return false;
+    op->fe = to;
+    return true;
+}
+
+/*
  * Failover of a bound call (qrpc(3), BINDING): one that was certainly
  * never sent, and an idempotent one in any case, moves to another node
  * offering the service, sent from the retry thread (which may dial).  An
@@ -350,20 +369,13 @@ static uint64_t client_op_backoff(client_op *op)
  */
 static bool client_op_move(client_op *op, bool broken, bool idem)
 {
-    qrpc_node *n = op->client->node;
-    qrpc__fe *to;
-
     if (op->maybe_ran && !idem)
         return false;
-    if (broken)
-        qrpc__fe_mark_down(n, op->fe);
-    if (qrpc__bind_pick(op->client, op->fe, op->call.deadline_ns, &to) != 0 ||
-        to == op->fe || to == &n->local)
-        return false;           /* nowhere else (a local move would need another path) */
-    op->fe = to;
+    if (!client_op_repick(op, broken))
+        return false;
     op->maybe_ran = false;      /* a new node: this is its first copy */
     op->call.incarnation = 0;
-    client_op_queue(op, qrpc__now_ns(n));
+    client_op_queue(op, qrpc__now_ns(op->client->node));
     return true;
 }
 
@@ -474,14 +486,7 @@ static void *client_retry_main(void *arg)
         if (op == NULL) {
             pthread_cond_wait(&q->cond, &q->lock);
         } else if (op->when_ns > now) {
-            struct timespec ts;
-            uint64_t t, wait = op->when_ns - now;
-
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + wait;
-            ts.tv_sec = (time_t)(t / 1000000000u);
-            ts.tv_nsec = (long)(t % 1000000000u);
-            pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+            qrpc__cond_wait_ns(&q->cond, &q->lock, op->when_ns - now);
         } else {
             q->head = op->next;
             pthread_mutex_unlock(&q->lock);
@@ -496,18 +501,13 @@ static void *client_retry_main(void *arg)
 int qrpc__retry_init(qrpc_node *n)
 {
     qrpc__retryq *q = calloc(1, sizeof *q);
-    pthread_condattr_t ca;
 
     if (q == NULL)
         return QRPC_ENOMEM;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&q->lock, NULL) != 0 || pthread_cond_init(&q->cond, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&q->lock, NULL) != 0 || qrpc__cond_init_mono(&q->cond) != 0) {
         free(q);
         return QRPC_ENOMEM;
     }
-    pthread_condattr_destroy(&ca);
     n->retry = q;
     return 0;
 }
@@ -579,13 +579,9 @@ static int client_start(qrpc_client *c, qrpc__fe *fe, qrpc__call *call, qrpc_don
      * the service, each once at most: nothing went out, so nothing can
      * run twice.
      */
-    while (rc == QRPC_EUNAVAILABLE && c->fe == NULL && tries++ < CLIENT_MAX_MOVES) {
-        qrpc__fe_mark_down(n, op->fe);
-        if (qrpc__bind_pick(c, op->fe, op->call.deadline_ns, &fe) != 0 || fe == &n->local)
-            break;
-        op->fe = fe;
-        rc = qrpc__fe_call(fe, &op->call);
-    }
+    while (rc == QRPC_EUNAVAILABLE && c->fe == NULL && tries++ < CLIENT_MAX_MOVES &&
+           client_op_repick(op, true))
+        rc = qrpc__fe_call(op->fe, &op->call);
     if (rc != 0)
         qrpc__blob_unref(&op->blob);    /* the arguments go with it */
     return rc;

@@ -214,6 +214,36 @@ static inline uint64_t qrpc__spin_ns(const qrpc_node *n)
     return n->cfg.spin_us < 0 ? 0 : (uint64_t)n->cfg.spin_us * 1000u;
 }
 
+/* Initialises c to time its waits on CLOCK_MONOTONIC: QRPC_ENOMEM. */
+static inline int qrpc__cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(c, &ca) != 0 ? QRPC_ENOMEM : 0;
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+/*
+ * Waits on c (from qrpc__cond_init_mono(), with m held) for at most
+ * wait_ns; a signal, a timeout and a spurious wake-up all return.
+ */
+static inline void qrpc__cond_wait_ns(pthread_cond_t *c, pthread_mutex_t *m, uint64_t wait_ns)
+{
+    struct timespec ts;
+    uint64_t t;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    t = wait_ns > UINT64_MAX - t ? UINT64_MAX : t + wait_ns;
+    ts.tv_sec = (time_t)(t / 1000000000u);
+    ts.tv_nsec = (long)(t % 1000000000u);
+    pthread_cond_timedwait(c, m, &ts);
+}
+
 /*
  * Waits up to spin_ns for *flag to become true, yielding the CPU between
  * looks; returns whether it did.  Used before blocking on a condition

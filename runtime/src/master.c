@@ -499,13 +499,16 @@ static void master_handle(qrpc_master *m, qrpc_request *req)
         qrpc_Registration_free(&r);
         break;
     }
-    case qrpc_Master_leave_ID:
+    case qrpc_Master_leave_ID: {
+        master_node **pp;
+
         rc = qrpc_get_u64(&rd, &id);
         if (rc == 0 && qrpc_reader_left(&rd) != 0)
             rc = QRPC_EDECODE;
-        if (rc == 0 && *master_slot(m, id) != NULL)
-            master_remove(m, master_slot(m, id), "left");
+        if (rc == 0 && *(pp = master_slot(m, id)) != NULL)
+            master_remove(m, pp, "left");
         break;
+    }
     case qrpc_Master_heartbeat_ID: {
         master_node *e;
 

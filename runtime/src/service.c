@@ -315,13 +315,10 @@ int qrpc__dispatch(qrpc_node *n, const qrpc__request *req, qrpc_buf *results)
         status = QRPC_ENOSERVICE;
         goto out;
     }
-    if (req->method == QRPC_METHOD_PING) {
-        status = 0;             /* served: that is all a ping asks */
-        goto out;
-    }
     m = qrpc__mtab_find(&svc->methods, req->method);
     if (m == NULL) {
-        status = QRPC_ENOMETHOD;
+        /* no service defines the ping (qrpc__serve): served is all it asks */
+        status = req->method == QRPC_METHOD_PING ? 0 : QRPC_ENOMETHOD;
         goto out;
     }
     /*

@@ -196,7 +196,6 @@ static bind_run R;
 static char bind_dir[96];               /* the running case's directory */
 static uint64_t bind_seed = 0xb1d0000000000006u;
 static char bind_base[48];              /* main()'s directory; each case has one in it */
-static pid_t bind_live[BIND_MAX_NODES * 2 + BIND_MAX_CLIENTS + 4];
 
 /* The stream of random choices of this test. */
 static uint64_t bind_rand(void)
@@ -204,108 +203,13 @@ static uint64_t bind_rand(void)
     return pu_rand(&R.rng);
 }
 
-/* Kills and reaps what this process started and has not reaped (main(), after a failure). */
-static void bind_kill_live(void)
-{
-    size_t i;
-    int st;
-
-    for (i = 0; i < sizeof bind_live / sizeof bind_live[0]; i++)
-        if (bind_live[i] > 0) {
-            kill(bind_live[i], SIGKILL);
-            while (waitpid(bind_live[i], &st, 0) < 0 && errno == EINTR)
-                ;
-            bind_live[i] = 0;
-        }
-}
-
-static void bind_forget(pid_t pid)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof bind_live / sizeof bind_live[0]; i++)
-        if (bind_live[i] == pid)
-            bind_live[i] = 0;
-}
-
-/* The end of a file, for failure messages (static storage, one of two slots). */
-static const char *bind_tail(const char *path)
-{
-    static char s[2][2048];
-    static int which;
-    char *t = tu_read_file(path, NULL), *out = s[which ^= 1];
-    size_t len = t != NULL ? strlen(t) : 0;
-
-    if (t == NULL)
-        snprintf(out, sizeof s[0], "(no %s)", path);
-    else
-        snprintf(out, sizeof s[0], "%s", len > sizeof s[0] - 1 ? t + len - (sizeof s[0] - 1) : t);
-    free(t);
-    return out;
-}
-
-/*
- * Starts argv[0] with a lifeline pipe as stdin, a pipe as stdout and
- * p->err_path as stderr (truncated); every other descriptor of ours is
- * close-on-exec.
- */
+/* Starts argv[0] for p (pu_spawn(): a lifeline, a pipe as stdout, p->err_path). */
 static void bind_spawn(bproc *p, char *const argv[])
 {
-    int lp[2], op[2], err_fd;
-    pid_t pid;
-    size_t i;
-
-    err_fd = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    ck_assert_msg(err_fd >= 0, "%s: %s", p->err_path, strerror(errno));
-    ck_assert_int_eq(pipe2(lp, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(op, O_CLOEXEC), 0);
-    for (i = 0; i < sizeof bind_live / sizeof bind_live[0] && bind_live[i] != 0; i++)
-        ;
-    ck_assert_msg(i < sizeof bind_live / sizeof bind_live[0], "too many processes");
-    fflush(NULL);
-    pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        /* async-signal-safe calls only until execv */
-        if (tsrv_keep_fd(lp[0], 0) != 0 || tsrv_keep_fd(op[1], 1) != 0 ||
-            tsrv_keep_fd(err_fd, 2) != 0)
-            _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    bind_live[i] = pid;
-    close(lp[0]);
-    close(op[1]);
-    close(err_fd);
-    p->pid = pid;
-    p->life_fd = lp[1];
-    p->out_fd = op[0];
+    p->pid = pu_spawn(argv, p->err_path, &p->life_fd, &p->out_fd);
     p->port = 0;
     p->eof = false;
     p->len = 0;
-}
-
-/*
- * Reaps pid, waiting at most ms for it to end (it has been killed, or told
- * to stop).  Returns its wait status, or -1 if it was still running.
- */
-static int bind_reap(pid_t pid, unsigned ms)
-{
-    int64_t until = tt_now_ms() + ms;
-    int st;
-
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-
-        if (r == pid) {
-            bind_forget(pid);
-            return st;
-        }
-        BIND_CHECK(r == 0 || errno == EINTR, "waitpid %d: %s", (int)pid, strerror(errno));
-        if (tt_now_ms() > until)
-            return -1;
-        tt_nap_ms(1);
-    }
 }
 
 /* A sanitizer's report in a process's stderr fails the test, whatever its exit. */
@@ -316,7 +220,7 @@ static void bind_check_stderr(const bproc *p)
                                     strstr(err, "runtime error:") != NULL);
 
     free(err);
-    ck_assert_msg(!reported, "%s: a sanitizer reported:\n%s", p->name, bind_tail(p->err_path));
+    ck_assert_msg(!reported, "%s: a sanitizer reported:\n%s", p->name, pu_tail(p->err_path));
 }
 
 static void bind_close_pipes(bproc *p)
@@ -335,10 +239,10 @@ static void bind_kill(bproc *p)
     int st;
 
     kill(p->pid, SIGKILL);
-    st = bind_reap(p->pid, BIND_WAIT_MS);
+    st = pu_reap(p->pid, BIND_WAIT_MS);
     ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
                   "%s ended with %s before it was killed; its stderr:\n%s", p->name,
-                  pu_status_str(st), bind_tail(p->err_path));
+                  pu_status_str(st), pu_tail(p->err_path));
     bind_check_stderr(p);
     bind_close_pipes(p);
 }
@@ -349,10 +253,10 @@ static void bind_stop(bproc *p)
     int st;
 
     kill(p->pid, SIGTERM);
-    st = bind_reap(p->pid, BIND_WAIT_MS);
+    st = pu_reap(p->pid, BIND_WAIT_MS);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "%s: %s after SIGTERM (0 expected); its stderr:\n%s", p->name,
-                  pu_status_str(st), bind_tail(p->err_path));
+                  pu_status_str(st), pu_tail(p->err_path));
     bind_check_stderr(p);
     bind_close_pipes(p);
 }
@@ -450,10 +354,10 @@ static int64_t bind_stall_ms(void)
 /* A process whose stdout ended unexpectedly has died: fail with what it said. */
 static void bind_died(bproc *p)
 {
-    int st = bind_reap(p->pid, BIND_WAIT_MS);
+    int st = pu_reap(p->pid, BIND_WAIT_MS);
 
     ck_abort_msg("%s ended unexpectedly (%s); its stderr:\n%s", p->name, pu_status_str(st),
-                 bind_tail(p->err_path));
+                 pu_tail(p->err_path));
 }
 
 typedef bool (*bind_cond)(const void *arg);
@@ -517,11 +421,11 @@ static bool bind_pump(unsigned ms, bind_cond cond, const void *arg, const bproc 
             if (p->kind == BP_CLIENT) {
                 bcli *c = &R.cli[p->idx];
 
-                c->status = bind_reap(p->pid, BIND_WAIT_MS);
+                c->status = pu_reap(p->pid, BIND_WAIT_MS);
                 BIND_CHECK(c->status != -1 && WIFEXITED(c->status) &&
                            WEXITSTATUS(c->status) == 0, "%s: %s after %" PRIu64 " calls; its "
                            "stderr ends:\n%s", p->name, pu_status_str(c->status), c->done,
-                           bind_tail(p->err_path));
+                           pu_tail(p->err_path));
                 bind_check_stderr(p);
                 bind_close_pipes(p);
             } else if (p != starting) {
@@ -555,10 +459,10 @@ static bool bind_started(bproc *p, int port, int tries)
     if (up)
         return true;
     kill(p->pid, SIGKILL);
-    st = bind_reap(p->pid, BIND_WAIT_MS);
+    st = pu_reap(p->pid, BIND_WAIT_MS);
     bind_close_pipes(p);
     ck_assert_msg(port != 0 && tries < BIND_START_TRIES, "%s did not start on port %d (%s); "
-                  "its stderr:\n%s", p->name, port, pu_status_str(st), bind_tail(p->err_path));
+                  "its stderr:\n%s", p->name, port, pu_status_str(st), pu_tail(p->err_path));
     tt_nap_ms(50);                      /* a retry's pause: the port is not ours to watch */
     return false;
 }
@@ -1546,7 +1450,7 @@ static void bind_tool_run(char *const argv[], btool *t)
 {
     char out_path[160], err_path[160];
     char **envp;
-    size_t n = 0, k = 0, i, slot, len = 0, n_live = sizeof bind_live / sizeof bind_live[0];
+    size_t n = 0, k = 0, i, len = 0;
     int in_fd, out_fd, err_fd, st;
     pid_t pid;
 
@@ -1568,31 +1472,14 @@ static void bind_tool_run(char *const argv[], btool *t)
     out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     ck_assert_msg(in_fd >= 0 && out_fd >= 0 && err_fd >= 0, "%s: %s", t->what, strerror(errno));
-    for (slot = 0; slot < n_live && bind_live[slot] != 0; slot++)
-        ;
-    ck_assert_msg(slot < n_live, "too many processes");
-    fflush(NULL);
-    pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        /* async-signal-safe calls only until execve */
-        if (tsrv_keep_fd(in_fd, 0) != 0 || tsrv_keep_fd(out_fd, 1) != 0 ||
-            tsrv_keep_fd(err_fd, 2) != 0)
-            _exit(126);
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
-    bind_live[slot] = pid;
-    close(in_fd);
-    close(out_fd);
-    close(err_fd);
+    pid = pu_exec(argv, envp, in_fd, out_fd, err_fd);
     free(envp);
-    st = bind_reap(pid, BIND_WAIT_MS);
+    st = pu_reap(pid, BIND_WAIT_MS);
     if (st == -1) {
         kill(pid, SIGKILL);
-        (void)bind_reap(pid, BIND_WAIT_MS);
+        (void)pu_reap(pid, BIND_WAIT_MS);
         ck_abort_msg("%s: still running after %u ms; its stderr:\n%s", t->what, BIND_WAIT_MS,
-                     bind_tail(err_path));
+                     pu_tail(err_path));
     }
     t->status = st;
     t->out = tu_read_file(out_path, NULL);
@@ -1786,7 +1673,7 @@ int main(void)
 
     rc = tu_run_suite(s);
 
-    bind_kill_live();
+    pu_kill_live();
     pu_wait_orphans("test_binding", BIND_WAIT_MS);
     if (getenv("QRPC_BIND_KEEP") != NULL && *getenv("QRPC_BIND_KEEP") != '\0')
         fprintf(stderr, "test_binding: kept %s\n", bind_base);

@@ -184,123 +184,6 @@ static uint64_t soak_rand(uint64_t *s)
  */
 static char soak_dir[64];
 static char soak_base[48];      /* main()'s; soak_dir is a run's directory in it */
-static pid_t soak_live[SOAK_MAX_CLIENTS + 4];
-
-/*
- * Kills and reaps every process this process started and has not reaped.
- * After a failed check that is main() in CK_FORK=no mode, where these are
- * its children and their lifelines are still open; in the default fork
- * mode the table is the dead test process's, and the lifelines do it.
- */
-static void soak_kill_live(void)
-{
-    size_t i;
-    int st;
-
-    for (i = 0; i < sizeof soak_live / sizeof soak_live[0]; i++)
-        if (soak_live[i] > 0) {
-            kill(soak_live[i], SIGKILL);
-            while (waitpid(soak_live[i], &st, 0) < 0 && errno == EINTR)
-                ;
-            soak_live[i] = 0;
-        }
-}
-
-static void soak_forget(pid_t pid)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof soak_live / sizeof soak_live[0]; i++)
-        if (soak_live[i] == pid)
-            soak_live[i] = 0;
-}
-
-static int soak_open_out(const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-    ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
-    return fd;
-}
-
-/*
- * Starts argv[0] with the read end of a new pipe as its stdin (its
- * lifeline: the write end goes to *life_fd), the write end of another as
- * its stdout (the read end to *out_fd) and err_path as its stderr; every
- * other descriptor of ours is close-on-exec.
- */
-static pid_t soak_spawn(char *const argv[], const char *err_path, int *life_fd, int *out_fd)
-{
-    int lp[2], op[2], in_fd, out_w, err_fd = soak_open_out(err_path);
-    pid_t pid;
-    size_t i;
-
-    ck_assert_int_eq(pipe2(lp, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(op, O_CLOEXEC), 0);
-    in_fd = lp[0];
-    out_w = op[1];
-    *life_fd = lp[1];
-    *out_fd = op[0];
-
-    for (i = 0; i < sizeof soak_live / sizeof soak_live[0] && soak_live[i] != 0; i++)
-        ;
-    ck_assert_msg(i < sizeof soak_live / sizeof soak_live[0], "too many processes");
-    fflush(NULL);
-    pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        /* async-signal-safe calls only until execv */
-        if (tsrv_keep_fd(in_fd, 0) != 0 || tsrv_keep_fd(out_w, 1) != 0 ||
-            tsrv_keep_fd(err_fd, 2) != 0)
-            _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    soak_live[i] = pid;
-    close(in_fd);
-    close(out_w);
-    close(err_fd);
-    return pid;
-}
-
-/*
- * Reaps pid, waiting at most ms for it to end (it has been killed, or its
- * pipe reached end of file, so it is on its way out).  Returns its wait
- * status, or -1 if it was still running after ms.
- */
-static int soak_reap(pid_t pid, unsigned ms)
-{
-    int64_t until = tt_now_ms() + ms;
-    int st;
-
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-
-        if (r == pid) {
-            soak_forget(pid);
-            return st;
-        }
-        SOAK_CHECK(r == 0 || errno == EINTR, "waitpid %d: %s", (int)pid, strerror(errno));
-        if (tt_now_ms() > until)
-            return -1;
-        tt_nap_ms(1);
-    }
-}
-
-/* The end of a file, for failure messages (static storage). */
-static const char *soak_tail(const char *path)
-{
-    static char s[2048];
-    size_t len = 0;
-    char *t = tu_read_file(path, &len);
-
-    if (t == NULL)
-        snprintf(s, sizeof s, "(no %s)", path);
-    else
-        snprintf(s, sizeof s, "%s", len > sizeof s - 1 ? t + len - (sizeof s - 1) : t);
-    free(t);
-    return s;
-}
 
 /* ---- the server ------------------------------------------------------------------ */
 
@@ -358,7 +241,7 @@ static void soak_srv_start(int port)
         size_t len = 0;
         bool up;
 
-        s->pid = soak_spawn(argv, s->err_path, &s->life_fd, &out_fd);
+        s->pid = pu_spawn(argv, s->err_path, &s->life_fd, &out_fd);
         line[0] = '\0';
         up = read_until(out_fd, line, sizeof line, &len, "\n", false, SOAK_WAIT_MS);
         close(out_fd);
@@ -369,12 +252,12 @@ static void soak_srv_start(int port)
             return;
         }
         kill(s->pid, SIGKILL);
-        st = soak_reap(s->pid, SOAK_WAIT_MS);
+        st = pu_reap(s->pid, SOAK_WAIT_MS);
         close(s->life_fd);
         s->pid = 0;
         ck_assert_msg(port != 0 && tries < SOAK_START_TRIES,
                       "server %u on %s did not start (%s, said '%s'); its stderr:\n%s",
-                      R.starts, listen, pu_status_str(st), line, soak_tail(s->err_path));
+                      R.starts, listen, pu_status_str(st), line, pu_tail(s->err_path));
         tt_nap_ms(50);                  /* a retry's pause: the port is not ours to watch */
     }
 }
@@ -390,7 +273,7 @@ static void soak_srv_check_stderr(void)
 
     free(err);
     ck_assert_msg(!reported, "server %u: a sanitizer reported:\n%s", R.starts - 1,
-                  soak_tail(R.srv.err_path));
+                  pu_tail(R.srv.err_path));
 }
 
 /* SIGKILL, as a crash: it must not have died of anything else first. */
@@ -400,10 +283,10 @@ static void soak_srv_kill(void)
     int st;
 
     kill(s->pid, SIGKILL);
-    st = soak_reap(s->pid, SOAK_WAIT_MS);
+    st = pu_reap(s->pid, SOAK_WAIT_MS);
     ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
                   "server %u ended with %s before it was killed; its stderr:\n%s",
-                  R.starts - 1, pu_status_str(st), soak_tail(s->err_path));
+                  R.starts - 1, pu_status_str(st), pu_tail(s->err_path));
     soak_srv_check_stderr();
     close(s->life_fd);
     s->pid = 0;
@@ -418,11 +301,11 @@ static void soak_srv_stop(int sig)
     if (sig != 0)
         kill(s->pid, sig);
     close(s->life_fd);
-    st = soak_reap(s->pid, SOAK_WAIT_MS);
+    st = pu_reap(s->pid, SOAK_WAIT_MS);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "server %u: %s after %s (0 expected); its stderr:\n%s", R.starts - 1,
                   pu_status_str(st), sig != 0 ? "SIGTERM" : "end of its stdin",
-                  soak_tail(s->err_path));
+                  pu_tail(s->err_path));
     soak_srv_check_stderr();
     s->pid = 0;
 }
@@ -448,7 +331,7 @@ static void soak_cli_start(unsigned k)
     snprintf(threads, sizeof threads, "%u", p->threads);
     snprintf(c->out_path, sizeof c->out_path, "%s/client-%u.out", soak_dir, k);
     snprintf(c->err_path, sizeof c->err_path, "%s/client-%u.err", soak_dir, k);
-    c->pid = soak_spawn(argv, c->err_path, &c->life_fd, &c->prog_fd);
+    c->pid = pu_spawn(argv, c->err_path, &c->life_fd, &c->prog_fd);
     c->done = 0;
     c->moved_ms = tt_now_ms();
     c->status = -1;
@@ -559,14 +442,14 @@ static void soak_drive(void)
             /* end of file: the client is exiting */
             close(c->prog_fd);
             c->prog_fd = -1;
-            c->status = soak_reap(c->pid, SOAK_WAIT_MS);
+            c->status = pu_reap(c->pid, SOAK_WAIT_MS);
             close(c->life_fd);
             running--;
             SOAK_CHECK(c->status != -1 && WIFEXITED(c->status) &&
                        WEXITSTATUS(c->status) == 0,
                        "client %u: %s after %" PRIu64 " of %" PRIu32 " calls; its stderr "
                        "ends:\n%s", who[i], pu_status_str(c->status), c->done, p->calls,
-                       soak_tail(c->err_path));
+                       pu_tail(c->err_path));
         }
         now = tt_now_ms();
         SOAK_CHECK(now < deadline, "the clients did not finish within %u s:%s", p->limit_s,
@@ -992,7 +875,7 @@ int main(void)
 
     rc = tu_run_suite(s);
 
-    soak_kill_live();
+    pu_kill_live();
     pu_wait_orphans("test_soak", SOAK_WAIT_MS);
     if (getenv("QRPC_SOAK_KEEP") != NULL && *getenv("QRPC_SOAK_KEEP") != '\0')
         fprintf(stderr, "test_soak: kept %s\n", soak_base);
