@@ -648,6 +648,52 @@ START_TEST(master_watch)
 END_TEST
 
 /*
+ * Held watches are bounded: at most two per table slot (max_nodes); one
+ * more is answered "unchanged" at once instead of held, and the held ones
+ * are still answered by the next change.
+ */
+START_TEST(master_watch_cap)
+{
+    qrpc_master_config cfg;
+    qrpc_Update up;
+    mt_watch w[2];
+    uint64_t m, ep;
+    int64_t t0;
+    mt_env e;
+    int i;
+
+    qrpc_master_config_init(&cfg);
+    cfg.max_nodes = 1;
+    mt_open(&e, &cfg);
+    ep = mt_epoch(e.c, &m);
+    qrpc_client_set_timeout(e.c, 30000);
+    for (i = 0; i < 2; i++) {
+        mt_watch_init(&w[i]);
+        ck_assert_int_eq(qrpc_Master_watch_async(e.c, m, ep, 20000, mt_watch_cb, &w[i]), 0);
+    }
+    /* requests on one connection are taken in order: both watches are held now */
+    ck_assert_uint_eq(mt_epoch(e.c, NULL), ep);
+    t0 = tt_now_ms();
+    ck_assert_int_eq(qrpc_Master_watch(e.c, m, ep, 20000, &up), 0);
+    ck_assert_msg(tt_now_ms() - t0 < PROMPT_MS, "a third watch was held %" PRId64 " ms",
+                  tt_now_ms() - t0);
+    ck_assert(!up.changed);
+    ck_assert_uint_eq(up.table.epoch, ep);
+    qrpc_Update_free(&up);
+    ck_assert(!mt_watch_is_done(&w[0]) && !mt_watch_is_done(&w[1]));
+    mt_join_ok(e.c, 61, NO_RANK, "127.0.0.1:1061", NULL, 0);
+    for (i = 0; i < 2; i++) {
+        ck_assert_msg(mt_watch_wait(&w[i], PROMPT_MS), "held watch %d not answered", i);
+        ck_assert_int_eq(w[i].status, 0);
+        ck_assert(w[i].up.changed);
+        ck_assert_uint_eq(w[i].up.table.epoch, ep + 1);
+        mt_watch_fini(&w[i]);
+    }
+    mt_close(&e);
+}
+END_TEST
+
+/*
  * A master that has just started is still being told who is alive: during
  * its first lease, a node naming another master's table keeps it (the
  * watch is held, or answered "unchanged" when its hold ends first); a
@@ -1961,6 +2007,7 @@ int main(void)
     tcase_add_test(tc, master_same_address);
     tcase_add_test(tc, master_lease);
     tcase_add_test(tc, master_watch);
+    tcase_add_test(tc, master_watch_cap);
     tcase_add_test(tc, master_watch_first_lease);
     tcase_add_test(tc, master_stop_held_watch);
     suite_add_tcase(s, tc);
