@@ -42,6 +42,29 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 RUNTIME_LIBS := -lpthread
 
+# The Debian packages are installed before the rest of this file is read,
+# since what is installed decides what is built (ZooKeeper below).  The
+# deps target still runs first and fails the build when some are missing.
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+ifndef QRPC_DEPS_CHECKED
+QRPC_DEPS_STATUS := $(shell tools/deps.sh >&2 || echo failed)
+export QRPC_DEPS_CHECKED := 1
+endif
+endif
+
+# ZooKeeper binding (runtime/src/bind_zk.c, zk:// master addresses) is
+# built in when ZooKeeper's C client is installed; QRPC_ZOOKEEPER=no
+# leaves it out (zk:// then fails with QRPC_ENOTSUP and says why).
+QRPC_ZOOKEEPER ?= auto
+ifeq ($(QRPC_ZOOKEEPER),auto)
+QRPC_ZOOKEEPER := $(shell printf '\043include <zookeeper/zookeeper.h>\n' | \
+                    $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+endif
+ifeq ($(QRPC_ZOOKEEPER),yes)
+RUNTIME_DEFS := -DQRPC_HAVE_ZOOKEEPER
+RUNTIME_LIBS := -lzookeeper_mt -lpthread
+endif
+
 .PHONY: all deps check demo bench bench-peers fuzz install uninstall clean \
         golden-update compiler runtime
 all: deps compiler runtime
@@ -120,7 +143,16 @@ runtime: $(LIBQRPC_A) $(LIBQRPC_SO)
 
 $(BUILD)/obj/runtime/%.o: runtime/%.c | $(IDL_GENDIR)/master.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -fPIC $(RUNTIME_INC) -Iruntime/src -I$(IDL_GENDIR) -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -fPIC $(RUNTIME_DEFS) $(RUNTIME_INC) -Iruntime/src -I$(IDL_GENDIR) \
+	    -c -o $@ $<
+
+# bind_zk.o again when QRPC_ZOOKEEPER changes.
+ZK_STAMP := $(BUILD)/gen/zookeeper-$(QRPC_ZOOKEEPER).stamp
+$(ZK_STAMP):
+	@mkdir -p $(dir $@)
+	rm -f $(BUILD)/gen/zookeeper-*.stamp
+	touch $@
+$(BUILD)/obj/runtime/src/bind_zk.o: $(ZK_STAMP)
 
 $(LIBQRPC_A): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)

@@ -16,7 +16,8 @@ if [ "${1:-}" = "--peers" ]; then
 fi
 
 pkgs="gcc make clang flex bison pkg-config check libibverbs-dev librdmacm-dev \
-libclang-rt-14-dev rpcsvc-proto libtirpc-dev man-db $peers $*"
+libclang-rt-14-dev rpcsvc-proto libtirpc-dev man-db zookeeper libzookeeper-mt-dev \
+$peers $*"
 
 missing=""
 for p in $pkgs; do

@@ -106,7 +106,9 @@ typedef struct qrpc_node_config {
                                            each later attempt waits twice as
                                            long (0: 1000; -1: never send a
                                            request twice) [-1, 3600000] */
-    const char *master;                 /* "host:port" of the master to register
+    const char *master;                 /* "host:port" of the master, or
+                                           "zk://host:port,.../path" of a
+                                           ZooKeeper ensemble, to register
                                            with and bind through (qrpc(3),
                                            BINDING); NULL: the environment
                                            variable QRPC_MASTER, or none when
@@ -130,7 +132,8 @@ void qrpc_node_config_init(qrpc_node_config *cfg);
  * BINDING); the master need not be up yet.
  * Errors: QRPC_EINVAL (out NULL or a bad config value), QRPC_ENOMEM,
  * QRPC_EADDR (cannot listen on cfg.listen, or a master address that does
- * not parse), QRPC_EIO (the reply log).  On error *out is NULL.
+ * not parse), QRPC_ENOTSUP (a zk:// master in a build without
+ * ZooKeeper), QRPC_EIO (the reply log).  On error *out is NULL.
  */
 int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out);
 

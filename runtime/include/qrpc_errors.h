@@ -32,7 +32,8 @@ extern "C" {
     XX(EBUSY,       -16, "too many calls in flight")                            \
     XX(ESTALE,      -17, "request is stale and was not executed")               \
     XX(EINTERNAL,   -18, "internal error in the remote handler")               \
-    XX(ENOVERSION,  -19, "no node offers the service at this version")
+    XX(ENOVERSION,  -19, "no node offers the service at this version")           \
+    XX(ENOTSUP,     -20, "not supported by this build")
 
 typedef enum qrpc_errno {
 #define QRPC__ERR_ENUM(name, val, msg) QRPC_##name = (val),

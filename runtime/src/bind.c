@@ -1,25 +1,29 @@
 /*
- * bind.c - a node's side of binding through a master (qrpc(3), BINDING):
- * one agent thread per node that registers the node (its address and the
- * services it serves), renews its lease, follows the cluster table, and
- * the choice of node for each call of a bound client.
+ * bind.c - a node's side of binding (qrpc(3), BINDING): one agent thread
+ * per node that registers the node (its address and the services it
+ * serves), renews its registration, follows the cluster table, and the
+ * choice of node for each call of a bound client.
  *
- * The agent speaks qrpc.Master (idl/master.qidl) through two clients of
- * the node itself: one for join, heartbeat and leave (short calls, made
- * from the agent thread), one for watch, which the master holds until
- * the table changes (an asynchronous call, so that a service served
- * meanwhile is announced at once).  A node that does not listen has
- * nothing to register: it only follows the table.  When the master goes
- * away the node keeps its last table and serves and calls on; when a
- * master answers again with another identity (it restarted) the node
- * registers again, asking for its old rank.
+ * Where the table lives is a backend's business (binder.h): the built-in
+ * master (bind_master.c) or a ZooKeeper ensemble (bind_zk.c), chosen by
+ * the form of the master's address.  The policy is the same for both and
+ * lives here: register when listening and again whenever the services
+ * change, renew every third of the lease, keep one watch for the next
+ * table outstanding, back off while the store does not answer.  A node
+ * that does not listen has nothing to register: it only follows the
+ * table.  When the store goes away the node keeps its last table and
+ * serves and calls on; when it answers again with another identity (a
+ * master restarted) or has lost the registration (a lease or a session
+ * expired) the node registers again, asking for its old rank.
  *
  * A bound call goes to the node itself when it serves the service, else
  * to the next node of the table offering name@version, round robin (not
  * least-outstanding: it needs no shared counters, and failover below
  * covers what it misses).  FrontEnds found unreachable are marked down
  * and skipped for BIND_DOWN_NS, or until the table lists a new node at
- * their address.  What may move to another node is client.c's business.
+ * their address.  A node that left the table (it left, or its lease or
+ * session expired) is no candidate at all from the next pick on.  What
+ * may move to another node is client.c's business.
  *
  * Known limits: one lock per node guards the table and every bound
  * client's cache, so bound calls from many threads contend on it; the
@@ -33,12 +37,9 @@
 #include <string.h>
 
 #include "bind.h"
-#include "master.h"
+#include "binder.h"
 #include "net.h"
 
-#define BIND_CALL_MS        2000u       /* join, heartbeat, leave */
-#define BIND_LEAVE_MS       1000u       /* the last call, at destroy */
-#define BIND_WATCH_SLACK_MS 2000u       /* a watch's deadline past its hold */
 #define BIND_BACKOFF_MIN_NS (100u * 1000000u)
 #define BIND_BACKOFF_MAX_NS (2000u * 1000000u)
 #define BIND_DOWN_NS        (1000u * 1000000ull)
@@ -52,8 +53,8 @@ typedef struct qrpc__bind {
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* CLOCK_MONOTONIC: the agent's wake-ups */
     pthread_cond_t first_cond;  /* callers waiting for the first table */
-    qrpc_client *mc;            /* join, heartbeat, leave */
-    qrpc_client *wc;            /* watch */
+    const qrpc__binder_ops *ops;
+    void *bs;                   /* the backend's state */
     bool stopping;
     bool dirty;                 /* services changed since the last join */
     /* the lease, while registered */
@@ -136,7 +137,7 @@ static void bind_join(qrpc__bind *b)
     qrpc_node *n = b->node;
     qrpc_Registration reg;
     qrpc_Address addr;
-    qrpc_Lease lease;
+    qrpc__lease lease;
     uint32_t hint;
     int rc;
 
@@ -153,13 +154,13 @@ static void bind_join(qrpc__bind *b)
     reg.addresses.len = 1;
     rc = bind_services(n, &reg.services);
     if (rc == 0)
-        rc = qrpc_Master_join(b->mc, &reg, &lease);
+        rc = qrpc__binder_join(b->ops, b->bs, &reg, &lease);
     qrpc_ServiceRef_list_free(&reg.services);
 
     pthread_mutex_lock(&b->lock);
     if (rc == 0) {
         if (!b->registered || b->lease_master != lease.master || b->rank != lease.rank)
-            qrpc__log(n, "registered with the master at %s as rank %u", n->master,
+            qrpc__log(n, "registered with the %s at %s as rank %u", b->ops->name, n->master,
                       (unsigned)lease.rank);
         b->registered = true;
         b->lease_master = lease.master;
@@ -171,11 +172,12 @@ static void bind_join(qrpc__bind *b)
     } else {
         b->registered = false;
         if (!b->join_failing && rc > 0)
-            qrpc__log(n, "cannot register with the master at %s: it refused (%s)", n->master,
-                      qrpc_MasterError_valid(rc) ? qrpc_MasterError_name((qrpc_MasterError)rc)
-                                                 : "an unknown reason");
+            qrpc__log(n, "cannot register with the %s at %s: it refused (%s)", b->ops->name,
+                      n->master, qrpc_MasterError_valid(rc)
+                                     ? qrpc_MasterError_name((qrpc_MasterError)rc)
+                                     : "an unknown reason");
         else if (!b->join_failing)
-            qrpc__log(n, "cannot register with the master at %s: %s; trying again",
+            qrpc__log(n, "cannot register with the %s at %s: %s; trying again", b->ops->name,
                       n->master, qrpc_strerror(rc));
         b->join_failing = true;
         b->join_at_ns = qrpc__now_ns(n) + bind_backoff(&b->join_backoff_ns);
@@ -190,32 +192,28 @@ static void bind_join(qrpc__bind *b)
 static void bind_heartbeat(qrpc__bind *b)
 {
     qrpc_node *n = b->node;
-    qrpc_Lease lease;
-    int rc = qrpc_Master_heartbeat(b->mc, n->incarnation, &lease);
+    qrpc__lease lease;
+    int rc = qrpc__binder_renew(b->ops, b->bs, n->incarnation, &lease);
 
     pthread_mutex_lock(&b->lock);
     b->next_hb_ns = qrpc__now_ns(n) + (uint64_t)b->lease_ms * 1000000u / 3;
-    if ((rc == 0 && lease.master != b->lease_master) ||
-        rc == qrpc_MasterError_NOT_REGISTERED) {
-        /* a new master, or one that dropped us: register again, now */
-        qrpc__log(n, "the master at %s does not know this node any more; registering again",
-                  n->master);
+    if ((rc == 0 && lease.master != b->lease_master) || rc == QRPC__BIND_LOST) {
+        /* a new master, or a store that dropped us: register again, now */
+        qrpc__log(n, "the %s at %s does not know this node any more; registering again",
+                  b->ops->name, n->master);
         b->registered = false;
         b->join_at_ns = 0;
     }
     pthread_mutex_unlock(&b->lock);
 }
 
-/* watch's completion, on a loop thread: hand the answer to the agent. */
-static void bind_watch_done(int status, qrpc_Master_watch_reply *reply, void *arg)
+void qrpc__bind_watched(qrpc__bind *b, int status, qrpc_Update *up)
 {
-    qrpc__bind *b = arg;
-
     pthread_mutex_lock(&b->lock);
     b->watch_status = status;
-    if (status == 0) {
-        b->watch_update = reply->result;        /* taken: */
-        memset(&reply->result, 0, sizeof reply->result);
+    if (status == 0 && up != NULL) {
+        b->watch_update = *up;          /* taken: */
+        memset(up, 0, sizeof *up);
     }
     b->watch_done = true;
     pthread_cond_signal(&b->cond);
@@ -246,9 +244,8 @@ static void bind_watch_start(qrpc__bind *b)
     int rc;
 
     b->watch_busy = true;
-    qrpc_client_set_timeout(b->wc, hold + BIND_WATCH_SLACK_MS);
     pthread_mutex_unlock(&b->lock);
-    rc = qrpc_Master_watch_async(b->wc, master, epoch, hold, bind_watch_done, b);
+    rc = qrpc__binder_watch(b->ops, b->bs, master, epoch, hold);
     pthread_mutex_lock(&b->lock);
     if (rc != 0) {              /* not started: done will not run */
         b->watch_done = true;
@@ -312,8 +309,8 @@ static void bind_watch_result(qrpc__bind *b)
     b->watch_busy = false;
     if (rc != 0) {
         if (!b->watch_failing && rc != QRPC_ECLOSED)
-            qrpc__log(n, "cannot follow the table of the master at %s: %s; trying again",
-                      n->master, qrpc_strerror(rc));
+            qrpc__log(n, "cannot follow the table of the %s at %s: %s; trying again",
+                      b->ops->name, n->master, qrpc_strerror(rc));
         b->watch_failing = true;
         b->watch_at_ns = qrpc__now_ns(n) + bind_backoff(&b->watch_backoff_ns);
         if (!b->first) {
@@ -395,37 +392,39 @@ static void *bind_main(void *arg)
     }
     pthread_mutex_unlock(&b->lock);
     /* Tell the cluster at once rather than after a lease. */
-    if (b->registered) {
-        qrpc_client_set_timeout(b->mc, BIND_LEAVE_MS);
-        (void)qrpc_Master_leave(b->mc, n->incarnation);
-    }
+    if (b->registered)
+        qrpc__binder_leave(b->ops, b->bs, n->incarnation);
     return NULL;
 }
 
 /* ---- life cycle ---------------------------------------------------------------- */
 
+/* The backend for the master's address: zk://... or host:port. */
+static const qrpc__binder_ops *bind_backend(const char *addr)
+{
+    return strncmp(addr, "zk://", 5) == 0 ? &qrpc__binder_zk : &qrpc__binder_master;
+}
+
+qrpc_node *qrpc__bind_node(const qrpc__bind *b)
+{
+    return b->node;
+}
+
 int qrpc__bind_start(qrpc_node *n, const char *addr)
 {
     qrpc__bind *b;
-    int rc, made = 0;           /* how many of lock, cond, first_cond exist */
+    int rc = QRPC_ENOMEM, made = 0;     /* how many of lock, cond, first_cond exist */
 
     b = calloc(1, sizeof *b);
     if (b == NULL)
         return QRPC_ENOMEM;
     b->node = n;
+    b->ops = bind_backend(addr);
     b->rank = BIND_NO_RANK;
     b->join_backoff_ns = BIND_BACKOFF_MIN_NS;
     b->watch_backoff_ns = BIND_BACKOFF_MIN_NS;
     b->gen = 1;
     snprintf(n->master, sizeof n->master, "%s", addr);
-    rc = qrpc_Master_connect(n, addr, &b->mc);
-    if (rc == 0)
-        rc = qrpc_Master_connect(n, addr, &b->wc);
-    if (rc != 0)
-        goto fail;
-    b->mc->quiet = b->wc->quiet = true;
-    qrpc_client_set_timeout(b->mc, BIND_CALL_MS);
-    rc = QRPC_ENOMEM;
     if (pthread_mutex_init(&b->lock, NULL) != 0)
         goto fail;
     made++;
@@ -435,22 +434,25 @@ int qrpc__bind_start(qrpc_node *n, const char *addr)
     if (qrpc__cond_init_mono(&b->first_cond) != 0)
         goto fail;
     made++;
+    rc = qrpc__binder_open(b->ops, b, addr, &b->bs);
+    if (rc != 0)
+        goto fail;
     n->bind = b;
     if (pthread_create(&b->thread, NULL, bind_main, b) != 0) {
         n->bind = NULL;
+        rc = QRPC_ENOMEM;
         goto fail;
     }
     return 0;
 
 fail:
+    qrpc__binder_close(b->ops, b->bs);
     if (made > 2)
         pthread_cond_destroy(&b->first_cond);
     if (made > 1)
         pthread_cond_destroy(&b->cond);
     if (made > 0)
         pthread_mutex_destroy(&b->lock);
-    qrpc_client_destroy(b->wc);
-    qrpc_client_destroy(b->mc);
     free(b);
     n->master[0] = '\0';
     return rc;
@@ -478,8 +480,7 @@ void qrpc__bind_fini(qrpc_node *n)
     if (b == NULL)
         return;
     /* every call has completed: the FrontEnds closed and the loops stopped */
-    qrpc_client_destroy(b->wc);
-    qrpc_client_destroy(b->mc);
+    qrpc__binder_close(b->ops, b->bs);
     qrpc_Update_free(&b->watch_update);
     if (b->have_table)
         qrpc_Table_free(&b->table);
@@ -673,6 +674,30 @@ int qrpc_node_get_binding(const qrpc_node *n, qrpc_binding_info *out)
     out->nodes = b->have_table ? (uint32_t)b->table.nodes.len : 0;
     pthread_mutex_unlock(&b->lock);
     return 0;
+}
+
+int qrpc__bind_table(qrpc_node *n, uint64_t deadline_ns, qrpc_Table *out)
+{
+    qrpc__bind *b = n->bind;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (b == NULL)
+        return QRPC_EINVAL;
+    pthread_mutex_lock(&b->lock);
+    while (!b->have_table && !b->stopping) {
+        uint64_t now = qrpc__now_ns(n);
+
+        if (now >= deadline_ns)
+            break;
+        qrpc__cond_wait_ns(&b->first_cond, &b->lock, deadline_ns - now);
+    }
+    if (b->stopping)
+        rc = QRPC_ECLOSED;
+    else
+        rc = b->have_table ? qrpc_Table_copy(out, &b->table) : QRPC_EUNAVAILABLE;
+    pthread_mutex_unlock(&b->lock);
+    return rc;
 }
 
 static int bind_u32_cmp(const void *a, const void *b)

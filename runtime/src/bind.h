@@ -13,6 +13,8 @@
 
 #pragma GCC visibility push(hidden)
 
+struct qrpc_Table;              /* master.h */
+
 /*
  * Starts binding for node n through the master at addr: QRPC_ENOMEM,
  * QRPC_EADDR.  Called once n listens (or not) and before it is handed
@@ -44,6 +46,14 @@ void qrpc__bind_changed(qrpc_node *n);
  */
 int qrpc__bind_pick(qrpc_client *c, const qrpc__fe *avoid, uint64_t deadline_ns,
                     qrpc__fe **out);
+
+/*
+ * Copies n's table into *out (free it with qrpc_Table_free), waiting for
+ * the first one until deadline_ns: what qrpc(1) prints.  QRPC_EINVAL (n
+ * has no master), QRPC_EUNAVAILABLE (no table came in time),
+ * QRPC_ECLOSED, QRPC_ENOMEM.
+ */
+int qrpc__bind_table(qrpc_node *n, uint64_t deadline_ns, struct qrpc_Table *out);
 
 /* Frees a bound client's cache. */
 void qrpc__bcache_fini(qrpc__bcache *bc);

@@ -29,6 +29,7 @@
 
 /* The longest address text, "[v6 address]:port" with room to spare. */
 #define QRPC__ADDR_MAX 128
+#define QRPC__MASTER_MAX 1024   /* host:port, or zk:// with an ensemble and a path */
 
 /* Limits of qrpc_node_config (qrpc(3), LIMITS). */
 #define QRPC__MAX_WORKERS      1024u
@@ -166,7 +167,7 @@ struct qrpc_node {
     void *now_arg;
     struct qrpc__retryq *retry; /* client.c: calls waiting to be sent again */
     struct qrpc__bind *bind;    /* bind.c: binding through a master, or NULL */
-    char master[QRPC__ADDR_MAX];        /* cfg.master (or $QRPC_MASTER), or "" */
+    char master[QRPC__MASTER_MAX];      /* cfg.master (or $QRPC_MASTER), or "" */
     /* qrpc_node_get_stats(), its clients' half (the served half is the reply cache's) */
     qrpc__counter st_calls, st_retransmissions;
 };

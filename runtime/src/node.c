@@ -146,14 +146,13 @@ static int node_listen(qrpc_node *n)
 }
 
 /*
- * Binding through a master: cfg.master, else $QRPC_MASTER; "" for none.
- * QRPC_EADDR for an address that does not parse.
+ * Binding: cfg.master, else $QRPC_MASTER; "" for none.  QRPC_EADDR for an
+ * address that does not parse (or is too long), QRPC_ENOTSUP for zk://
+ * in a build without ZooKeeper.
  */
 static int node_bind(qrpc_node *n)
 {
     const char *addr = n->cfg.master;
-    struct sockaddr_storage sa;
-    socklen_t salen;
     int rc;
 
     if (addr == NULL)
@@ -161,10 +160,9 @@ static int node_bind(qrpc_node *n)
     n->cfg.master = NULL;
     if (addr == NULL || addr[0] == '\0')
         return 0;
-    rc = qrpc__addr_parse(addr, false, &sa, &salen);
-    if (rc != 0) {
-        qrpc__log(n, "the master's address '%s' is not host:port", addr);
-        return rc;
+    if (strlen(addr) >= sizeof n->master) {
+        qrpc__log(n, "the master's address is longer than %zu bytes", sizeof n->master - 1);
+        return QRPC_EADDR;
     }
     rc = qrpc__bind_start(n, addr);
     if (rc == 0)

@@ -6,11 +6,12 @@
  *   qrpc [--master ADDR] [--timeout-ms N] [--verbose] services
  *   qrpc [--master ADDR] [--timeout-ms N] [--verbose] ping SERVICE[@VERSION]
  *
- * What it is: a client of the master's own interface (idl/master.qidl,
- * whose client half is in libqrpc.a).  It makes a node of its own that
- * neither listens nor registers (cfg.master is ""), calls get_table on the
- * master given by --master or QRPC_MASTER, and prints the table; ping also
- * calls QRPC_METHOD_PING on every node the table lists for a service.
+ * What it is: a bystander node of the cluster.  It makes a node of its
+ * own that does not listen, so never registers, bound to the master given
+ * by --master or QRPC_MASTER (the built-in master's host:port or a
+ * ZooKeeper ensemble's zk://...: libqrpc's binding backends, binder.h),
+ * waits for that node's first table and prints it; ping also calls
+ * QRPC_METHOD_PING on every node the table lists for a service.
  * Output goes to stdout, one record per line, in the formats qrpc(1)
  * documents; diagnostics go to stderr.
  *
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bind.h"
 #include "master.h"
 #include "qrpc.h"
 #include "tools.h"
@@ -71,7 +73,8 @@ static const char tool_usage[] =
     "                            else at every version) and time the answer\n"
     "\n"
     "Options:\n"
-    "  --master ADDR       the master's host:port (default: $QRPC_MASTER)\n"
+    "  --master ADDR       the master's host:port, or zk://HOST:PORT,.../PATH for a\n"
+    "                      ZooKeeper ensemble (default: $QRPC_MASTER)\n"
     "  --timeout-ms N      deadline of each call in ms (default 5000;\n"
     "                      1 to 3600000)\n"
     "  --verbose           show the runtime's log lines (connections) too\n"
@@ -499,8 +502,8 @@ int main(int argc, char **argv)
     tool_options opt = { .timeout_ms = TOOL_DEFAULT_TIMEOUT_MS };
     qrpc_node_config cfg;
     qrpc_node *node = NULL;
-    qrpc_client *master = NULL;
     qrpc_Table table;
+    struct timespec now;
     int status = 0;
     int rc;
 
@@ -517,36 +520,29 @@ int main(int argc, char **argv)
 
     qrpc_node_config_init(&cfg);
     cfg.listen = NULL;
-    cfg.master = "";            /* a bystander: never registers, never binds */
+    cfg.master = opt.master;    /* not listening: follows the table, never registers */
     cfg.timeout_ms = opt.timeout_ms;
     cfg.log = tool_log;
     cfg.log_arg = &opt;
     rc = qrpc_node_create(&cfg, &node);
-    if (rc != 0) {
-        fprintf(stderr, "qrpc: cannot create a node: %s\n", qrpc_strerror(rc));
-        status = 1;
-        goto out;
-    }
-    rc = qrpc_Master_connect(node, opt.master, &master);
     if (rc == QRPC_EADDR) {
         fprintf(stderr, "qrpc: bad master address '%s': %s\n", opt.master, qrpc_strerror(rc));
         status = 2;
         goto out;
     }
-    if (rc == 0) {
-        qrpc_client_set_timeout(master, opt.timeout_ms);
-        rc = qrpc_Master_get_table(master, &table);
-    }
-    if (rc < 0) {
-        fprintf(stderr, "qrpc: cannot reach the master at %s: %s\n", opt.master,
-                qrpc_strerror(rc));
+    if (rc != 0) {
+        fprintf(stderr, "qrpc: cannot create a node for the master at %s: %s%s\n", opt.master,
+                qrpc_strerror(rc), rc == QRPC_ENOTSUP ? " (libqrpc without ZooKeeper: "
+                "install libzookeeper-mt-dev and rebuild; qrpc-binding(7))" : "");
         status = 1;
         goto out;
     }
-    if (rc > 0) {
-        fprintf(stderr, "qrpc: the master at %s refused get_table: %s (%d)\n", opt.master,
-                qrpc_MasterError_valid(rc) ? qrpc_MasterError_name((qrpc_MasterError)rc)
-                                           : "unknown error", rc);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    rc = qrpc__bind_table(node, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec +
+                                    (uint64_t)opt.timeout_ms * 1000000u, &table);
+    if (rc != 0) {
+        fprintf(stderr, "qrpc: cannot reach the master at %s: %s\n", opt.master,
+                qrpc_strerror(rc));
         status = 1;
         goto out;
     }
@@ -564,7 +560,6 @@ int main(int argc, char **argv)
 
 out:
     qrpc_Table_free(&table);
-    qrpc_client_destroy(master);
     qrpc_node_destroy(node);
     return status;
 }

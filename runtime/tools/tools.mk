@@ -21,7 +21,7 @@ programs: $(QRPC_TOOLS)
 
 $(BUILD)/obj/tools/%.o: runtime/tools/%.c $(IDL_GENDIR)/master.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(RUNTIME_INC) -I$(IDL_GENDIR) -Iruntime/tools -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) $(RUNTIME_INC) -Iruntime/src -I$(IDL_GENDIR) -Iruntime/tools -c -o $@ $<
 
 $(QRPC_MASTER_BIN): $(BUILD)/obj/tools/qrpc_master.o $(LIBQRPC_A)
 	@mkdir -p $(dir $@)

@@ -1,7 +1,14 @@
 /*
- * test_binding.c - binding through a master (issue 6), with processes on
- * 127.0.0.1 and ports of the system's choosing:
+ * test_binding.c - binding through a master (issue 6) or a ZooKeeper
+ * ensemble (issue 8), with processes on 127.0.0.1 and ports of the
+ * system's choosing:
  *   - $QRPC_MASTER_BIN (qrpc-master(8)), with a lease of BIND_LEASE_MS;
+ *     or, for the cases ending in _zk (loop tests: _i 1) and zk_ensemble,
+ *     real ZooKeeper servers from Debian's zookeeper package (zkutil.h):
+ *     one standalone, or three, with the case's own path and a session
+ *     timeout of BIND_LEASE_MS (skipped, saying why, where ZooKeeper
+ *     cannot run, unless QRPC_ZK_REQUIRED=1, as CI sets, makes that a
+ *     failure);
  *   - $QRPC_SOAK_SERVER nodes (tests/soak/soak_server.c) registered with
  *     it: three serving soak.Ledger@1 (tests/idl/soak.qidl), each with
  *     its own execution record and reply log (dedup_log), and one
@@ -57,6 +64,15 @@
  *   local_first: a node of this process that serves soak.Ledger@1 itself
  *     and is registered with the master, beside a v1 server process:
  *     its bound calls all run in this process, none in the other.
+ *   node_pause: a node stopped with SIGSTOP for longer than its lease
+ *     leaves every other table within BIND_DROP_MS; resumed with SIGCONT,
+ *     it registers again by itself and every table lists it again.
+ *   zk_ensemble: three ZooKeeper servers; the leader is killed with
+ *     SIGKILL under load; the clients go on (for BIND_ZK_ELECTION_MS at
+ *     least) and the tables stay whole; through the two servers left, the
+ *     version-2 node stops cleanly and every table drops it, and starts
+ *     again and every table lists it, each within BIND_ZK_CHANGE_MS; the
+ *     killed server comes back; no call failed, and (a)-(e) hold.
  *   tool: $QRPC_TOOL_BIN (qrpc(1)) against the four-node cluster: nodes
  *     prints the master's line (the identity and epoch the servers hold,
  *     "nodes 4") and four "rank" lines, services soak.Ledger@1 at the
@@ -68,7 +84,8 @@
  * Every process started is reaped, on success and on failure, the way
  * test_soak.c does it: each has a lifeline (its stdin is a pipe from the
  * test, so it exits as soon as the test process is gone) and main() is
- * their subreaper; the tool case's commands, which end by themselves, are
+ * their subreaper (ZooKeeper's JVMs, which read no stdin, die with the
+ * test process instead: zkutil.h); the tool case's commands, which end by themselves, are
  * waited for up to BIND_WAIT_MS and killed past it.  Waits are polls on the
  * processes' pipes with deadlines (the clients' progress bytes, the
  * binding lines of nodes and clients), and for a process known to be
@@ -85,6 +102,11 @@
 
 #include "tcputil.h"
 #include "procutil.h"
+#include "zkutil.h"
+#ifdef QRPC_HAVE_ZOOKEEPER
+#define THREADED                        /* the synchronous API of libzookeeper_mt */
+#include <zookeeper/zookeeper.h>
+#endif
 #include "soak.h"
 #include "../soak/soak_record.h"
 
@@ -95,7 +117,22 @@
             ck_abort_msg(__VA_ARGS__);                                                  \
     } while (0)
 
-#define BIND_LEASE_MS     1000u         /* the master's --lease-ms */
+/*
+ * The lease: the master's --lease-ms, or the ZooKeeper session timeout
+ * the nodes ask for (ZooKeeper keeps the session alive with pings every
+ * third of it, from the client library's own thread; longer, so that a
+ * loaded machine does not expire sessions by itself).
+ */
+#define QRPC_TEST_ADDR_MAX 512
+#define BIND_LEASE_MS     bind_lease_ms
+#define BIND_MASTER_LEASE_MS 1000u
+#define BIND_ZK_LEASE_MS  2000u
+#define BIND_ZK_TICK_MS   500u          /* the ensemble's tickTime: sessions of 1 to 10 s */
+/* the ensemble case: a session that outlives a leader's election */
+#define BIND_ZK_ENSEMBLE_LEASE_MS 6000u
+#define BIND_ZK_ELECTION_MS 2000u       /* at least this with the leader killed */
+/* a change through ZooKeeper: a quorum write, then a read by every node */
+#define BIND_ZK_CHANGE_MS 2000u
 #define BIND_WAIT_MS      20000u        /* bound for what should be quick (start, stop) */
 /*
  * A killed node leaves the others' tables once the master has gone a
@@ -182,7 +219,10 @@ typedef struct bcli {
 typedef struct bind_run {
     uint64_t rng;
     bproc master;
-    char master_addr[32];
+    char master_addr[QRPC_TEST_ADDR_MAX];  /* host:port, or zk://... */
+    bool zk;                            /* the ZooKeeper backend: zk, not master */
+    zk_ensemble zk_servers;
+    unsigned zk_n;                      /* servers in the ensemble */
     unsigned master_starts;
     bnode node[BIND_MAX_NODES];
     unsigned n_nodes;
@@ -194,6 +234,7 @@ typedef struct bind_run {
 } bind_run;
 
 static bind_run R;
+static unsigned bind_lease_ms = BIND_MASTER_LEASE_MS;
 static char bind_dir[96];               /* the running case's directory */
 static uint64_t bind_seed = 0xb1d0000000000006u;
 static char bind_base[48];              /* main()'s directory; each case has one in it */
@@ -492,6 +533,24 @@ static void bind_master_start(int port)
     R.master_starts++;
 }
 
+/*
+ * Starts where the table lives: the master, or R.zk_n ZooKeeper servers
+ * with the case's own path and session timeout in R.master_addr.
+ */
+static void bind_store_start(const char *name)
+{
+    char dir[160];
+
+    if (!R.zk) {
+        bind_master_start(0);
+        return;
+    }
+    snprintf(dir, sizeof dir, "%s/zk", bind_dir);
+    zk_start(&R.zk_servers, dir, R.zk_n, BIND_ZK_TICK_MS);
+    snprintf(R.master_addr, sizeof R.master_addr, "zk://%s/qrpc/%s?session_ms=%u",
+             zk_connect_string(&R.zk_servers), name, BIND_LEASE_MS);
+}
+
 /* Starts (again, on its port) node i, registered with the master. */
 static void bind_node_start(unsigned i)
 {
@@ -622,12 +681,12 @@ static int64_t bind_wait_converged(const bind_want *w, unsigned ms, const char *
  * Starts the master and the nodes (versions[i] for node i), and waits for
  * every node to hold the whole table.
  */
-static void bind_cluster_start(const uint32_t *versions, unsigned n)
+static void bind_cluster_start(const char *name, const uint32_t *versions, unsigned n)
 {
     bind_want w = { n, 0, -1 };
     unsigned i;
 
-    bind_master_start(0);
+    bind_store_start(name);
     R.n_nodes = n;
     for (i = 0; i < n; i++) {
         R.node[i].version = versions[i];
@@ -644,7 +703,10 @@ static void bind_cluster_stop(void)
     for (i = 0; i < R.n_nodes; i++)
         if (R.node[i].p.pid != 0)
             bind_stop(&R.node[i].p);
-    bind_stop(&R.master);
+    if (R.zk)
+        zk_stop(&R.zk_servers, false);  /* main() removes the directory */
+    else
+        bind_stop(&R.master);
 }
 
 /* ---- the clients -------------------------------------------------------------------- */
@@ -1067,14 +1129,36 @@ static const char *bind_failures(const btally *t)
 
 /* ---- the cases ------------------------------------------------------------------- */
 
-/* The case's directory and seed; a fresh R. */
-static void bind_case_init(const char *name)
+/*
+ * The case's directory and seed, a fresh R, and the backend: zk_n
+ * ZooKeeper servers, or the master when zk_n is 0.  Returns false when
+ * the case must skip (ZooKeeper cannot run here; zk_skip() says why).
+ */
+static bool bind_case_init(const char *name, unsigned zk_n)
 {
     const char *seed = getenv("QRPC_BIND_SEED");
-
+    char who[64];
     unsigned i;
 
+    snprintf(who, sizeof who, "test_binding: %s", name);
+#ifndef QRPC_HAVE_ZOOKEEPER
+    if (zk_n != 0) {
+        const char *req = getenv("QRPC_ZK_REQUIRED");
+
+        ck_assert_msg(req == NULL || strcmp(req, "1") != 0, "%s: QRPC_ZK_REQUIRED=1 but "
+                      "libqrpc was built without ZooKeeper (QRPC_ZOOKEEPER=no, or no "
+                      "libzookeeper-mt-dev)", who);
+        fprintf(stderr, "%s: skipped: libqrpc was built without ZooKeeper\n", who);
+        return false;
+    }
+#endif
+    if (zk_n != 0 && zk_skip(who))
+        return false;
     memset(&R, 0, sizeof R);
+    R.zk = zk_n != 0;
+    R.zk_n = zk_n;
+    bind_lease_ms = !R.zk ? BIND_MASTER_LEASE_MS
+                          : zk_n > 1 ? BIND_ZK_ENSEMBLE_LEASE_MS : BIND_ZK_LEASE_MS;
     bind_dir[0] = '\0';
     R.master.life_fd = R.master.out_fd = -1;
     for (i = 0; i < BIND_MAX_NODES; i++)
@@ -1092,11 +1176,34 @@ static void bind_case_init(const char *name)
     ck_assert_msg(bind_base[0] != '\0', "main() made no directory");
     snprintf(bind_dir, sizeof bind_dir, "%s/%s", bind_base, name);
     ck_assert_msg(mkdir(bind_dir, 0700) == 0, "%s: %s", bind_dir, strerror(errno));
-    fprintf(stderr, "test_binding: %s: seed %#" PRIx64 " (QRPC_BIND_SEED), lease %u ms\n", name,
-            bind_seed, BIND_LEASE_MS);
+    fprintf(stderr, "test_binding: %s: seed %#" PRIx64 " (QRPC_BIND_SEED), %s, lease %u ms\n",
+            name, bind_seed, R.zk ? "ZooKeeper" : "master", BIND_LEASE_MS);
+    return true;
+}
+
+/* The case's name for backend _i of a loop test: name, or name_zk. */
+static const char *bind_case_name(const char *name, int backend)
+{
+    static char s[64];
+
+    snprintf(s, sizeof s, "%s%s", name, backend != 0 ? "_zk" : "");
+    return s;
 }
 
 static const uint32_t bind_versions[BIND_MAX_NODES] = { 1, 1, 1, 2 };
+
+/* Every server ran all along: no call failed, and the calls spread over the three. */
+static void bind_check_none_failed(const btally *t)
+{
+    ck_assert_msg(t->total_calls > 0 && t->total_failed == 0, "idempotent total(): %" PRIu64
+                  " of %" PRIu64 " calls failed (the first with %s); none may",
+                  t->total_failed, t->total_calls, qrpc_err_name(t->first_total_error));
+    ck_assert_msg(t->failed == 0, "%" PRIu64 " of %" PRIu64 " at-most-once calls failed (%s), "
+                  "though every server ran all along", t->failed, t->calls, bind_failures(t));
+    ck_assert_msg(t->per_node[0] > 0 && t->per_node[1] > 0 && t->per_node[2] > 0,
+                  "the calls did not spread: records %" PRIu64 " / %" PRIu64 " / %" PRIu64,
+                  t->per_node[0], t->per_node[1], t->per_node[2]);
+}
 
 /* Kill one v1 server under load, then restart it on its port with its record and log. */
 START_TEST(test_server_restart)
@@ -1107,9 +1214,11 @@ START_TEST(test_server_restart)
     unsigned victim, k, amo_threads = 0;
     uint64_t dups, refused;
     btally t;
+    const char *name = bind_case_name("server_restart", _i);
 
-    bind_case_init("server_restart");
-    bind_cluster_start(bind_versions, BIND_MAX_NODES);
+    if (!bind_case_init(name, _i != 0 ? 1 : 0))
+        return;
+    bind_cluster_start(name, bind_versions, BIND_MAX_NODES);
     bind_cli_start(0, false, 4);
     bind_cli_start(1, false, 4);
     bind_cli_start(2, true, 2);
@@ -1186,8 +1295,8 @@ START_TEST(test_master_restart)
     int port;
     btally t;
 
-    bind_case_init("master_restart");
-    bind_cluster_start(bind_versions, BIND_MAX_NODES);
+    (void)bind_case_init("master_restart", 0);
+    bind_cluster_start("master_restart", bind_versions, BIND_MAX_NODES);
     four.not_master = R.node[0].master;
     bind_cli_start(0, false, 4);
     bind_cli_start(1, true, 2);
@@ -1214,14 +1323,85 @@ START_TEST(test_master_restart)
             (double)(tt_now_ms() - t0) / 1000.0, converge_ms, t.calls, t.ok, bind_failures(&t),
             t.per_node[0], t.per_node[1], t.per_node[2], t.total_calls, t.total_failed);
 
-    ck_assert_msg(t.total_calls > 0 && t.total_failed == 0, "idempotent total(): %" PRIu64
-                  " of %" PRIu64 " calls failed (the first with %s); none may",
-                  t.total_failed, t.total_calls, qrpc_err_name(t.first_total_error));
-    ck_assert_msg(t.failed == 0, "%" PRIu64 " of %" PRIu64 " at-most-once calls failed (%s), "
-                  "though every server ran all along", t.failed, t.calls, bind_failures(&t));
-    ck_assert_msg(t.per_node[0] > 0 && t.per_node[1] > 0 && t.per_node[2] > 0,
-                  "the calls did not spread: records %" PRIu64 " / %" PRIu64 " / %" PRIu64,
-                  t.per_node[0], t.per_node[1], t.per_node[2]);
+    bind_check_none_failed(&t);
+}
+END_TEST
+
+/*
+ * The ZooKeeper backend on a three-server ensemble: its leader is killed
+ * under load.  The clients go on being served and the nodes keep their
+ * table; the cluster goes on binding through the two servers left: the
+ * version-2 node (which no client calls) stops cleanly and every table
+ * drops it at once, it starts again and every table lists it; then the
+ * killed server comes back.  No call fails, and (a)-(e) hold.
+ */
+START_TEST(test_zk_ensemble)
+{
+    int64_t t0 = tt_now_ms(), leave_ms, back_ms;
+    bind_want four = { BIND_MAX_NODES, 0, -1 }, three = { BIND_MAX_NODES - 1, 0, 3 };
+    int leader;
+    btally t;
+
+    if (!bind_case_init("zk_ensemble", 3))
+        return;
+    bind_cluster_start("zk_ensemble", bind_versions, BIND_MAX_NODES);
+    bind_cli_start(0, false, 4);
+    bind_cli_start(1, true, 2);
+    bind_wait_calls(BIND_PROGRESS, 0, BIND_WAIT_MS, "before the leader's kill");
+
+    leader = zk_leader(&R.zk_servers);
+    ck_assert_msg(leader >= 0, "no ZooKeeper server says it leads");
+    zk_kill(&R.zk_servers, (unsigned)leader);
+    bind_wait_calls(BIND_PROGRESS, BIND_ZK_ELECTION_MS, BIND_WAIT_MS, "with the leader killed");
+    bind_wait_converged(&four, BIND_WAIT_MS, "with the leader killed");
+
+    bind_stop(&R.node[3].p);
+    R.node[3].have = false;
+    leave_ms = bind_wait_converged(&three, BIND_ZK_CHANGE_MS, "after a clean stop");
+    bind_node_start(3);
+    back_ms = bind_wait_converged(&four, BIND_ZK_CHANGE_MS, "after the node's return");
+    zk_restart(&R.zk_servers, (unsigned)leader);
+    bind_wait_calls(BIND_PROGRESS, 0, BIND_WAIT_MS, "after the server's return");
+
+    bind_clients_stop();
+    bind_cluster_stop();
+    bind_check_all(&t);
+    fprintf(stderr, "test_binding: zk_ensemble: %.1f s, ZooKeeper server %d (the leader) "
+            "killed under load; then a node left every table in %" PRId64 " ms and was back "
+            "in %" PRId64 " ms; at-most-once calls %" PRIu64 ", ok %" PRIu64 ", failed:%s; "
+            "records %" PRIu64 " / %" PRIu64 " / %" PRIu64 "; total() calls %" PRIu64
+            ", failed %" PRIu64 "\n", (double)(tt_now_ms() - t0) / 1000.0, leader + 1,
+            leave_ms, back_ms, t.calls, t.ok, bind_failures(&t), t.per_node[0], t.per_node[1],
+            t.per_node[2], t.total_calls, t.total_failed);
+
+    bind_check_none_failed(&t);
+}
+END_TEST
+
+/*
+ * A node stopped (SIGSTOP) for longer than its lease (the master's, or
+ * its ZooKeeper session) leaves every other table; resumed, it registers
+ * again by itself and every table lists it again.
+ */
+START_TEST(test_node_pause)
+{
+    bind_want four = { BIND_MAX_NODES, 0, -1 }, three = { BIND_MAX_NODES - 1, 0, 3 };
+    const char *name = bind_case_name("node_pause", _i);
+    int64_t drop_ms, back_ms;
+    uint32_t rank;
+
+    if (!bind_case_init(name, _i != 0 ? 1 : 0))
+        return;
+    bind_cluster_start(name, bind_versions, BIND_MAX_NODES);
+    rank = R.node[3].rank;
+    ck_assert_int_eq(kill(R.node[3].p.pid, SIGSTOP), 0);
+    drop_ms = bind_wait_converged(&three, BIND_DROP_MS, "while a node is stopped");
+    ck_assert_int_eq(kill(R.node[3].p.pid, SIGCONT), 0);
+    back_ms = bind_wait_converged(&four, BIND_DROP_MS, "after the node resumed");
+    fprintf(stderr, "test_binding: %s: a node stopped left every table in %" PRId64 " ms; "
+            "resumed, it was in all of them again in %" PRId64 " ms (rank %" PRIu32 ", then %"
+            PRIu32 ")\n", name, drop_ms, back_ms, rank, R.node[3].rank);
+    bind_cluster_stop();
 }
 END_TEST
 
@@ -1252,6 +1432,52 @@ static int bind_total(qrpc_node *n, const qrpc_service_desc *desc, int64_t *resu
 }
 
 /* The clear errors: a missing service, a missing version; the versions that exist. */
+/*
+ * ZooKeeper only: znodes under the cluster's nodes/ that are no node's
+ * registration (junk data, another name, empty) are left out of node n's
+ * table, which it says in its log, and its bound calls go on.
+ */
+static void bind_zk_junk(const char *name, qrpc_node *n, tt_log *log)
+{
+#ifdef QRPC_HAVE_ZOOKEEPER
+    static const char junk[] = "not a registration";
+    static const char *const child[] = { "n-0000999999", "n-0000999998", "other" };
+    int64_t until = tt_now_ms() + BIND_WAIT_MS, result, ms;
+    qrpc_binding_info b;
+    zhandle_t *zh;
+    char path[160];
+    size_t i;
+    int zrc, rc;
+
+    zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+    zh = zookeeper_init(zk_connect_string(&R.zk_servers), NULL, 10000, NULL, NULL, 0);
+    ck_assert_ptr_nonnull(zh);
+    while (zoo_state(zh) != ZOO_CONNECTED_STATE && tt_now_ms() < until)
+        tt_nap_ms(10);                  /* no watcher: polling the state is the wait */
+    ck_assert_msg(zoo_state(zh) == ZOO_CONNECTED_STATE, "no ZooKeeper session within %u ms",
+                  BIND_WAIT_MS);
+    for (i = 0; i < sizeof child / sizeof child[0]; i++) {
+        snprintf(path, sizeof path, "/qrpc/%s/nodes/%s", name, child[i]);
+        zrc = zoo_create(zh, path, i == 1 ? NULL : junk, i == 1 ? -1 : (int)sizeof junk,
+                         &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL, NULL, 0);
+        ck_assert_msg(zrc == ZOK, "create %s: %s", path, zerror(zrc));
+    }
+    ck_assert_msg(tt_log_wait(log, "n-0000999999 is not a qrpc node's registration",
+                              BIND_WAIT_MS), "no log line about the junk znode");
+    ck_assert_msg(tt_log_wait(log, "n-0000999998 is not a qrpc node's registration",
+                              BIND_WAIT_MS), "no log line about the empty znode");
+    ck_assert_int_eq(qrpc_node_get_binding(n, &b), 0);
+    ck_assert_msg(b.nodes == 2, "junk in the table: %" PRIu32 " nodes, not 2", b.nodes);
+    rc = bind_total(n, &soak_Ledger_desc, &result, &ms);
+    ck_assert_msg(rc == 0 && result == 7, "soak.Ledger@1 total() beside junk: %s (%d), result %"
+                  PRId64 " (7 expected)", qrpc_err_name(rc), rc, result);
+    ck_assert_int_eq(zookeeper_close(zh), ZOK);
+#else
+    (void)name, (void)n, (void)log;
+    ck_abort_msg("bind_zk_junk() in a build without ZooKeeper");
+#endif
+}
+
 START_TEST(test_errors)
 {
     static const uint32_t versions[2] = { 1, 2 };
@@ -1265,9 +1491,11 @@ START_TEST(test_errors)
     int64_t result, ms;
     tt_log log;
     int rc;
+    const char *name = bind_case_name("errors", _i);
 
-    bind_case_init("errors");
-    bind_cluster_start(versions, 2);
+    if (!bind_case_init(name, _i != 0 ? 1 : 0))
+        return;
+    bind_cluster_start(name, versions, 2);
 
     tt_log_init(&log);
     qrpc_node_config_init(&cfg);
@@ -1325,6 +1553,8 @@ START_TEST(test_errors)
                   b.node_id != R.node[1].node_id, "binding: nodes %" PRIu32 " epoch %" PRIu64
                   " master %#" PRIx64 " id %#" PRIx64 "; the servers:%s", b.nodes, b.epoch,
                   b.master, b.node_id, bind_states());
+    if (R.zk)
+        bind_zk_junk(name, n, &log);
     qrpc_node_destroy(n);
 
     /* no master, no binding (and QRPC_MASTER is not what decides: "" is none) */
@@ -1394,9 +1624,11 @@ START_TEST(test_local_first)
     struct stat st;
     tt_log log;
     int i;
+    const char *name = bind_case_name("local_first", _i);
 
-    bind_case_init("local_first");
-    bind_cluster_start(versions, 1);
+    if (!bind_case_init(name, _i != 0 ? 1 : 0))
+        return;
+    bind_cluster_start(name, versions, 1);
 
     tt_log_init(&log);
     qrpc_node_config_init(&cfg);
@@ -1571,9 +1803,11 @@ START_TEST(test_tool)
     const char *tool = tu_env("QRPC_TOOL_BIN"), *master = tu_env("QRPC_MASTER_BIN");
     char head[96];
     btool t;
+    const char *name = bind_case_name("tool", _i);
 
-    bind_case_init("tool");
-    bind_cluster_start(bind_versions, BIND_MAX_NODES);
+    if (!bind_case_init(name, _i != 0 ? 1 : 0))
+        return;
+    bind_cluster_start(name, bind_versions, BIND_MAX_NODES);
 
     {
         char *argv[] = { (char *)tool, "--master", R.master_addr, "nodes", NULL };
@@ -1661,12 +1895,15 @@ int main(void)
     TCase *tc = tcase_create("binding");
     int rc;
 
-    tcase_set_timeout(tc, 100.0);
-    tcase_add_test(tc, test_errors);
-    tcase_add_test(tc, test_local_first);
-    tcase_add_test(tc, test_tool);
-    tcase_add_test(tc, test_server_restart);
+    tcase_set_timeout(tc, 150.0);
+    /* loop tests: _i 0 binds through the master, 1 through ZooKeeper */
+    tcase_add_loop_test(tc, test_errors, 0, 2);
+    tcase_add_loop_test(tc, test_local_first, 0, 2);
+    tcase_add_loop_test(tc, test_tool, 0, 2);
+    tcase_add_loop_test(tc, test_server_restart, 0, 2);
     tcase_add_test(tc, test_master_restart);
+    tcase_add_loop_test(tc, test_node_pause, 0, 2);
+    tcase_add_test(tc, test_zk_ensemble);
     suite_add_tcase(s, tc);
     if (mkdtemp(dir) == NULL) {
         fprintf(stderr, "test_binding: mkdtemp: %s\n", strerror(errno));

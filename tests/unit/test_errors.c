@@ -86,7 +86,7 @@ END_TEST
 
 START_TEST(test_unknown)
 {
-    static const int unknown[] = { -20, -100, -1000, INT_MIN };
+    static const int unknown[] = { -21, -100, -1000, INT_MIN };
     size_t i;
 
     for (i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {

@@ -1612,6 +1612,85 @@ START_TEST(bind_binding_info)
 }
 END_TEST
 
+/*
+ * zk:// master addresses: those that do not parse are QRPC_EADDR with a
+ * log line saying what is wrong, in every build; a good one makes a node
+ * (that connects in the background: nothing listens at the port) in a
+ * build with ZooKeeper, and is QRPC_ENOTSUP, saying how to enable it, in
+ * one without.
+ */
+START_TEST(bind_zk_address)
+{
+    static const struct {
+        const char *addr, *said;
+    } bad[] = {
+        { "zk://", "not zk://" },
+        { "zk://127.0.0.1:2181", "not zk://" },
+        { "zk:///qrpc", "not zk://" },
+        { "zk://127.0.0.1:2181/", "the path must be" },
+        { "zk://127.0.0.1/qrpc", "is not host:port" },
+        { "zk://127.0.0.1:2181,/qrpc", "a trailing comma" },
+        { "zk://127.0.0.1:2181,,127.0.0.1:2182/qrpc", "an empty or overlong server" },
+        { "zk://127.0.0.1:2181/a//b", "segments of letters" },
+        { "zk://127.0.0.1:2181/a/", "segments of letters" },
+        { "zk://127.0.0.1:2181/a b", "segments of letters" },
+        { "zk://127.0.0.1:2181/zookeeper/x", "ZooKeeper's own" },
+        { "zk://127.0.0.1:2181/qrpc?session_ms=999", "session_ms must be" },
+        { "zk://127.0.0.1:2181/qrpc?session_ms=600001", "session_ms must be" },
+        { "zk://127.0.0.1:2181/qrpc?session_ms=", "the only option" },
+        { "zk://127.0.0.1:2181/qrpc?lease=5", "the only option" },
+    };
+    qrpc_node_config cfg;
+    qrpc_binding_info bi;
+    qrpc_node *n;
+    tt_log log;
+    size_t i;
+    int rc, dead_fd, dead_port;
+    char good[96];
+
+    unsetenv("QRPC_MASTER");
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tt_log_init(&log);
+        qrpc_node_config_init(&cfg);
+        cfg.master = bad[i].addr;
+        cfg.log = tt_log_fn;
+        cfg.log_arg = &log;
+        n = NOT_NULL;
+        rc = qrpc_node_create(&cfg, &n);
+        ck_assert_msg(rc == QRPC_EADDR, "master \"%s\": %s", bad[i].addr, qrpc_err_name(rc));
+        ck_assert_ptr_null(n);
+        ck_assert_msg(tt_log_wait(&log, bad[i].said, PROMPT_MS), "master \"%s\": no log line "
+                      "saying '%s'", bad[i].addr, bad[i].said);
+        tt_log_fini(&log);
+    }
+
+    dead_fd = raw_bind_loopback(&dead_port);        /* bound, not listening */
+    snprintf(good, sizeof good, "zk://127.0.0.1:%d,localhost:%d/qrpc/t-1?session_ms=4000",
+             dead_port, dead_port);
+    tt_log_init(&log);
+    qrpc_node_config_init(&cfg);
+    cfg.master = good;
+    cfg.log = tt_log_fn;
+    cfg.log_arg = &log;
+    n = NOT_NULL;
+    rc = qrpc_node_create(&cfg, &n);
+#ifdef QRPC_HAVE_ZOOKEEPER
+    ck_assert_msg(rc == 0, "master \"%s\": %s", good, qrpc_err_name(rc));
+    ck_assert_int_eq(qrpc_node_get_binding(n, &bi), 0);
+    ck_assert(!bi.registered);
+    ck_assert_uint_eq(bi.epoch, 0);
+    qrpc_node_destroy(n);
+#else
+    (void)bi;
+    ck_assert_msg(rc == QRPC_ENOTSUP, "master \"%s\": %s", good, qrpc_err_name(rc));
+    ck_assert_ptr_null(n);
+    ck_assert(tt_log_wait(&log, "install libzookeeper-mt-dev", PROMPT_MS));
+#endif
+    tt_log_fini(&log);
+    close(dead_fd);
+}
+END_TEST
+
 START_TEST(bind_config)
 {
     static const char *const bad[] = { "not an address", "127.0.0.1", "127.0.0.1:99999", ":" };
@@ -2024,6 +2103,7 @@ int main(void)
     tcase_add_test(tc, bind_versions_and_late_services);
     tcase_add_test(tc, bind_binding_info);
     tcase_add_test(tc, bind_config);
+    tcase_add_test(tc, bind_zk_address);
     tcase_add_test(tc, bind_no_master);
     tcase_add_test(tc, bind_master_restart);
     tcase_add_test(tc, bind_rejoin_after_drop);
