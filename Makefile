@@ -44,10 +44,11 @@ RUNTIME_LIBS := -lpthread
 
 # The Debian packages are installed before the rest of this file is read,
 # since what is installed decides what is built (ZooKeeper below).  The
-# deps target still runs first and fails the build when some are missing.
+# deps target fails the build when that did not succeed (running deps.sh
+# again, for its message), and runs it when it was not run here.
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
 ifndef QRPC_DEPS_CHECKED
-QRPC_DEPS_STATUS := $(shell tools/deps.sh >&2 || echo failed)
+QRPC_DEPS_STATUS := $(shell tools/deps.sh >&2 && echo ok || echo failed)
 export QRPC_DEPS_CHECKED := 1
 endif
 endif
@@ -70,7 +71,7 @@ endif
 all: deps compiler runtime
 
 deps:
-	@tools/deps.sh
+	@[ "$(QRPC_DEPS_STATUS)" = ok ] || tools/deps.sh
 
 # ---- compiler -------------------------------------------------------------
 

@@ -253,8 +253,7 @@ static void bind_watch_start(qrpc__bind *b)
     }
 }
 
-/* A node's TCP address, or NULL. */
-static const char *bind_tcp_address(const qrpc_Node *nd)
+const char *qrpc__node_tcp_address(const qrpc_Node *nd)
 {
     size_t i;
 
@@ -271,7 +270,7 @@ static bool bind_new_at(const qrpc_Table *old, const qrpc_Table *t, const char *
 
     for (i = 0; i < t->nodes.len; i++) {
         const qrpc_Node *nd = &t->nodes.items[i];
-        const char *a = bind_tcp_address(nd);
+        const char *a = qrpc__node_tcp_address(nd);
         bool known = false;
 
         if (a == NULL || strcmp(a, addr) != 0)
@@ -551,7 +550,7 @@ static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
 
         if (nd->id == n->incarnation || !bind_offers(nd, &c->key, &bc->other_versions))
             continue;
-        addr = bind_tcp_address(nd);
+        addr = qrpc__node_tcp_address(nd);
         if (addr == NULL || qrpc__node_fe(n, addr, &fe) != 0)
             continue;           /* an address we cannot use is no candidate */
         if (bc->n == bc->cap) {
@@ -571,10 +570,10 @@ static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
     return rc;
 }
 
-/* Waits (lock held) until the first table or deadline_ns. */
-static void bind_wait_first(qrpc__bind *b, uint64_t deadline_ns)
+/* Waits (lock held) until *flag (a field of b), the agent's stop or deadline_ns. */
+static void bind_wait(qrpc__bind *b, const bool *flag, uint64_t deadline_ns)
 {
-    while (!b->first && !b->stopping) {
+    while (!*flag && !b->stopping) {
         uint64_t now = qrpc__now_ns(b->node);
 
         if (now >= deadline_ns)
@@ -590,7 +589,7 @@ int qrpc__bind_pick(qrpc_client *c, const qrpc__fe *avoid, uint64_t deadline_ns,
     qrpc__bind *b = n->bind;
     qrpc__bcache *bc = &c->bc;
     qrpc__fe *pick = NULL, *probe = NULL;
-    uint64_t now;
+    uint64_t now = 0;
     size_t i;
     int rc = 0;
 
@@ -600,7 +599,7 @@ int qrpc__bind_pick(qrpc_client *c, const qrpc__fe *avoid, uint64_t deadline_ns,
     }
     pthread_mutex_lock(&b->lock);
     if (!b->have_table)
-        bind_wait_first(b, deadline_ns);
+        bind_wait(b, &b->first, deadline_ns);
     if (b->stopping) {
         rc = QRPC_ECLOSED;
         goto out;
@@ -619,13 +618,15 @@ int qrpc__bind_pick(qrpc_client *c, const qrpc__fe *avoid, uint64_t deadline_ns,
         if (rc != 0)
             goto out;
     }
-    now = qrpc__now_ns(n);
     for (i = 0; i < bc->n && pick == NULL; i++) {
         qrpc__fe *fe = bc->fes[(bc->next + i) % bc->n];
+        uint64_t down = atomic_load_explicit(&fe->down_until_ns, memory_order_relaxed);
 
         if (fe == avoid)
             continue;
-        if (atomic_load_explicit(&fe->down_until_ns, memory_order_relaxed) <= now)
+        if (down != 0 && now == 0)
+            now = qrpc__now_ns(n);      /* the clock only when some node was found down */
+        if (down == 0 || down <= now)
             pick = fe;
         else if (probe == NULL)
             probe = fe;         /* if every one is down: try it all the same */
@@ -685,13 +686,7 @@ int qrpc__bind_table(qrpc_node *n, uint64_t deadline_ns, qrpc_Table *out)
     if (b == NULL)
         return QRPC_EINVAL;
     pthread_mutex_lock(&b->lock);
-    while (!b->have_table && !b->stopping) {
-        uint64_t now = qrpc__now_ns(n);
-
-        if (now >= deadline_ns)
-            break;
-        qrpc__cond_wait_ns(&b->first_cond, &b->lock, deadline_ns - now);
-    }
+    bind_wait(b, &b->have_table, deadline_ns);
     if (b->stopping)
         rc = QRPC_ECLOSED;
     else

@@ -14,6 +14,10 @@
 #pragma GCC visibility push(hidden)
 
 struct qrpc_Table;              /* master.h */
+struct qrpc_Node;
+
+/* A table node's first TCP address, or NULL (qrpc(1) uses it too). */
+const char *qrpc__node_tcp_address(const struct qrpc_Node *nd);
 
 /*
  * Starts binding for node n through the master at addr: QRPC_ENOMEM,

@@ -672,8 +672,8 @@ static bool bz_decode(const char *name, const char *data, int len, qrpc_Node *nd
     if (!bz_rank(name, &rank) || len <= 0)
         return false;
     qrpc_reader_init(&rd, data, (size_t)len);
-    ok = qrpc_Registration_decode(&rd, &r) == 0 && qrpc_reader_left(&rd) == 0 && r.id != 0 &&
-         r.addresses.len != 0;
+    ok = qrpc_Registration_decode(&rd, &r) == 0 && qrpc_reader_left(&rd) == 0 &&
+         qrpc__registration_check(&r, UINT32_MAX) == 0;
     if (ok) {
         memset(nd, 0, sizeof *nd);
         nd->id = r.id;

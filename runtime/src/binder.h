@@ -93,6 +93,14 @@ extern const qrpc__binder_ops qrpc__binder_zk;
  */
 void qrpc__bind_watched(struct qrpc__bind *b, int status, qrpc_Update *up);
 
+/*
+ * A registration's own sanity, as every store checks it (master.c): an
+ * id, at least one address, no empty transport or address, at most
+ * max_services services, none empty or twice.  Sorts r's services.
+ * Returns 0 or qrpc_MasterError_BAD_REGISTRATION / _TOO_MANY_SERVICES.
+ */
+int qrpc__registration_check(qrpc_Registration *r, uint32_t max_services);
+
 /* The node whose agent b is (for a backend's log lines and clients). */
 qrpc_node *qrpc__bind_node(const struct qrpc__bind *b);
 

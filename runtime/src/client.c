@@ -463,8 +463,7 @@ static void client_op_resend(client_op *op)
     rc = qrpc__fe_call(op->fe, &op->call);
     if (rc == 0)
         return;                 /* op may be complete and gone already */
-    if (rc == QRPC_EUNAVAILABLE && op->client->fe == NULL && !op->maybe_ran &&
-        client_op_move(op, true, false))
+    if (rc == QRPC_EUNAVAILABLE && op->client->fe == NULL && client_op_move(op, true, false))
         return;
     if (rc == QRPC_EUNAVAILABLE && qrpc__now_ns(n) < op->call.deadline_ns)
         client_op_queue(op, qrpc__now_ns(n) + client_op_backoff(op));   /* no connection yet */

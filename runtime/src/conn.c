@@ -186,6 +186,14 @@ bool qrpc__conn_dead(const qrpc__conn *c)
 
 /* ---- pending calls: a hash table by stream and a heap by deadline ---------- */
 
+/* When an attempt stops waiting: wait_ns from now, never past the call's deadline. */
+static inline uint64_t conn_attempt_deadline(uint64_t now, uint64_t wait_ns,
+                                             uint64_t call_deadline_ns)
+{
+    return wait_ns != 0 && call_deadline_ns > now && wait_ns < call_deadline_ns - now
+           ? now + wait_ns : call_deadline_ns;
+}
+
 static int conn_ptab_grow(qrpc__conn *c)
 {
     uint32_t ncap = c->pmask ? (c->pmask + 1) * 2 : 64, i;
@@ -843,9 +851,7 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
         pc->flags = call->flags;
         pc->call_deadline_ns = call->deadline_ns;
         pc->wait_ns = call->wait_ns;
-        pc->deadline_ns = call->wait_ns != 0 && call->deadline_ns > now &&
-                          call->wait_ns < call->deadline_ns - now
-                          ? now + call->wait_ns : call->deadline_ns;
+        pc->deadline_ns = conn_attempt_deadline(now, call->wait_ns, call->deadline_ns);
         pc->att = call->att;
         pc->done = call->done;
         pc->fn = call->fn;
@@ -1170,8 +1176,7 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
              * now would only queue behind, so the attempt waits another
              * round instead.
              */
-            pc->deadline_ns = pc->wait_ns < pc->call_deadline_ns - now
-                              ? now + pc->wait_ns : pc->call_deadline_ns;
+            pc->deadline_ns = conn_attempt_deadline(now, pc->wait_ns, pc->call_deadline_ns);
             conn_heap_down(c, 0);
             continue;
         }

@@ -3,16 +3,6 @@
  */
 #include "counter.h"
 
-unsigned qrpc__stripe(void)
-{
-    static atomic_uint next;
-    static _Thread_local unsigned mine = QRPC__STRIPES;
-
-    if (mine == QRPC__STRIPES)
-        mine = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % QRPC__STRIPES;
-    return mine;
-}
-
 void qrpc__counter_init(qrpc__counter *c, uint64_t v)
 {
     unsigned i;

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "rcu.h"
+
 #pragma GCC visibility push(hidden)
 
 #define QRPC__STRIPES 8u
@@ -29,7 +31,18 @@ typedef struct qrpc__counter {
 } qrpc__counter;
 
 /* The calling thread's stripe, given out round robin on its first use. */
-unsigned qrpc__stripe(void);
+/*
+ * The calling thread's stripe: its RCU slot (rcu.h, given round robin on
+ * first use) folded onto the stripes, so a thread keeps one of each.
+ */
+static inline unsigned qrpc__stripe(void)
+{
+    unsigned s = qrpc__rcu_tls_slot;
+
+    if (s == 0)
+        s = qrpc__rcu_slot_assign();
+    return (s - 1) % QRPC__STRIPES;
+}
 
 /* Sets every stripe: the sum becomes v. */
 void qrpc__counter_init(qrpc__counter *c, uint64_t v);

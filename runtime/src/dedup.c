@@ -182,7 +182,7 @@ struct qrpc__dedup {
     _Alignas(64) atomic_size_t entries, bytes;
     _Alignas(64) atomic_size_t clients, waiters;
     /* gauges without a limit, striped (counter.h) */
-    qrpc__counter running, heap;
+    _Alignas(64) qrpc__counter running, heap;
     /* events, for the stats */
     _Alignas(64) atomic_uint_least64_t duplicates, stale, unknown, busy, expired;
 };

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "binder.h"
 #include "master.h"
 #include "net.h"
 
@@ -172,14 +173,13 @@ static int master_ref_cmp(const void *a, const void *b)
     return c != 0 ? c : x->ver < y->ver ? -1 : x->ver > y->ver;
 }
 
-/* A registration's own sanity: 0, or a MasterError. */
-static int master_check(const qrpc_master *m, qrpc_Registration *r)
+int qrpc__registration_check(qrpc_Registration *r, uint32_t max_services)
 {
     size_t i;
 
     if (r->id == 0 || r->addresses.len == 0)
         return qrpc_MasterError_BAD_REGISTRATION;
-    if (r->services.len > m->cfg.max_services)
+    if (r->services.len > max_services)
         return qrpc_MasterError_TOO_MANY_SERVICES;
     for (i = 0; i < r->addresses.len; i++) {
         const qrpc_Address *a = &r->addresses.items[i];
@@ -229,7 +229,7 @@ static void master_evict_same_address(qrpc_master *m, const qrpc_Registration *r
 static int master_join(qrpc_master *m, qrpc_Registration *r, qrpc_Lease *lease)
 {
     master_node **pp, *e;
-    int rc = master_check(m, r);
+    int rc = qrpc__registration_check(r, m->cfg.max_services);
 
     if (rc != 0)
         return rc;

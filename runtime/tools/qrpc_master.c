@@ -232,9 +232,6 @@ int main(int argc, char **argv)
     case MASTER_RUN:
         break;
     }
-    if (cfg.listen == NULL)
-        cfg.listen = MASTER_DEFAULT_LISTEN;
-
     /* before qrpc_master_start(): its threads inherit the mask */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);

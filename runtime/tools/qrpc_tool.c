@@ -381,20 +381,6 @@ static const qrpc_method_desc tool_ping_method[] = {
     { QRPC_METHOD_PING, "ping", QRPC_METHOD_IDEMPOTENT },
 };
 
-/* The node's first TCP address, or NULL. */
-static const char *tool_tcp_address(const qrpc_Node *node)
-{
-    const char *addr = NULL;
-    size_t i;
-
-    for (i = 0; i < node->addresses.len && addr == NULL; i++)
-        if (node->addresses.items[i].transport != NULL &&
-            strcmp(node->addresses.items[i].transport, "tcp") == 0 &&
-            node->addresses.items[i].address != NULL)
-            addr = node->addresses.items[i].address;
-    return addr;
-}
-
 /*
  * Pings one offer and prints "rank R ADDR SERVICE@V: ok N us" or
  * "rank R ADDR SERVICE@V: error QRPC_ENAME: message" (ADDR "-" when the
@@ -402,7 +388,7 @@ static const char *tool_tcp_address(const qrpc_Node *node)
  */
 static bool tool_ping_one(qrpc_node *node, const tool_offer *o, uint32_t timeout_ms)
 {
-    const char *addr = tool_tcp_address(o->node);
+    const char *addr = qrpc__node_tcp_address(o->node);
     qrpc_service_desc desc = {
         .name = o->name, .version = o->version,
         .methods = tool_ping_method, .n_methods = 1,
@@ -503,7 +489,6 @@ int main(int argc, char **argv)
     qrpc_node_config cfg;
     qrpc_node *node = NULL;
     qrpc_Table table;
-    struct timespec now;
     int status = 0;
     int rc;
 
@@ -537,9 +522,8 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    rc = qrpc__bind_table(node, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec +
-                                    (uint64_t)opt.timeout_ms * 1000000u, &table);
+    rc = qrpc__bind_table(node, qrpc__now_ns(node) + (uint64_t)opt.timeout_ms * 1000000u,
+                          &table);
     if (rc != 0) {
         fprintf(stderr, "qrpc: cannot reach the master at %s: %s\n", opt.master,
                 qrpc_strerror(rc));

@@ -19,9 +19,21 @@
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/*
+ * A check that fails the test like ck_assert_msg(), for loops that run per
+ * call or per wake-up: ck_assert_msg() also logs a mark each time it
+ * passes, and millions of those would cost more than what is checked.
+ */
+#define PU_CHECK(cond, ...)                                                             \
+    do {                                                                                \
+        if (!(cond))                                                                    \
+            ck_abort_msg(__VA_ARGS__);                                                  \
+    } while (0)
 
 /* The processes started and not reaped yet (0: a free slot). */
 #define PU_MAX_PROCS 128
@@ -165,6 +177,38 @@ static inline const char *pu_status_str(int st)
     else
         snprintf(s, sizeof s, "signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
     return s;
+}
+
+/* A sanitizer's report in the stderr file err_path fails the test, whatever the exit. */
+static inline void pu_check_stderr(const char *who, const char *err_path)
+{
+    char *err = tu_read_file(err_path, NULL);
+    bool reported = err != NULL && (strstr(err, "Sanitizer") != NULL ||
+                                    strstr(err, "runtime error:") != NULL);
+
+    free(err);
+    ck_assert_msg(!reported, "%s: a sanitizer reported:\n%s", who, pu_tail(err_path));
+}
+
+/*
+ * Reaps pid (at most ms), which was killed with SIGKILL (killed: it must
+ * not have died of anything else first) or asked to stop by how (it must
+ * exit 0), and checks its stderr, err_path; who names it in messages.
+ */
+static inline void pu_expect_end(pid_t pid, unsigned ms, bool killed, const char *how,
+                                 const char *who, const char *err_path)
+{
+    int st = pu_reap(pid, ms);
+
+    if (killed)
+        ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                      "%s ended with %s before it was killed; its stderr:\n%s", who,
+                      pu_status_str(st), pu_tail(err_path));
+    else
+        ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "%s: %s after %s (0 expected); its stderr:\n%s", who, pu_status_str(st),
+                      how, pu_tail(err_path));
+    pu_check_stderr(who, err_path);
 }
 
 /* The next value of the stream whose state is *s (splitmix64). */

@@ -77,17 +77,6 @@
 #include "soak.h"
 #include "../soak/soak_record.h"
 
-/*
- * A check that fails the test like ck_assert_msg(), for the loops that run
- * once per call or per wake-up: ck_assert_msg() also logs a mark each time
- * it passes, and millions of those would cost more than the calls.
- */
-#define SOAK_CHECK(cond, ...)                                                           \
-    do {                                                                                \
-        if (!(cond))                                                                    \
-            ck_abort_msg(__VA_ARGS__);                                                  \
-    } while (0)
-
 #define SOAK_MAX_CLIENTS 64
 #define SOAK_WAIT_MS     20000u         /* bound for what should be quick (start, stop) */
 #define SOAK_START_TRIES 5              /* a restart may find its port briefly taken */
@@ -168,12 +157,6 @@ static void soak_plan_init(soak_plan *p)
     p->limit_s = (unsigned)soak_env_num("SOAK_LIMIT_S", p->long_run ? 3600 : 100, 1, 86400);
 }
 
-/* The stream of random choices of this test. */
-static uint64_t soak_rand(uint64_t *s)
-{
-    return pu_rand(s);
-}
-
 /* ---- processes: the ones started and not reaped yet ------------------------------ */
 
 /*
@@ -203,7 +186,6 @@ typedef struct soak_run {
     unsigned starts;                    /* incarnations started (the next one's number) */
     unsigned kills;                     /* SIGKILLs while the clients ran */
     fproxy px[2];
-    int px_port[2];
     struct soak_cli {
         pid_t pid;
         int life_fd;                    /* its stdin (write end) */
@@ -266,28 +248,22 @@ static void soak_srv_start(int port)
  * A sanitizer's report in a server's stderr fails the test even when the
  * server was killed before it could exit with the sanitizer's status.
  */
-static void soak_srv_check_stderr(void)
+/* The running server's name in messages (static storage). */
+static const char *soak_srv_name(void)
 {
-    char *err = tu_read_file(R.srv.err_path, NULL);
-    bool reported = err != NULL && strstr(err, "Sanitizer") != NULL;
+    static char name[32];
 
-    free(err);
-    ck_assert_msg(!reported, "server %u: a sanitizer reported:\n%s", R.starts - 1,
-                  pu_tail(R.srv.err_path));
+    snprintf(name, sizeof name, "server %u", R.starts - 1);
+    return name;
 }
 
 /* SIGKILL, as a crash: it must not have died of anything else first. */
 static void soak_srv_kill(void)
 {
     soak_srv *s = &R.srv;
-    int st;
 
     kill(s->pid, SIGKILL);
-    st = pu_reap(s->pid, SOAK_WAIT_MS);
-    ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
-                  "server %u ended with %s before it was killed; its stderr:\n%s",
-                  R.starts - 1, pu_status_str(st), pu_tail(s->err_path));
-    soak_srv_check_stderr();
+    pu_expect_end(s->pid, SOAK_WAIT_MS, true, NULL, soak_srv_name(), s->err_path);
     close(s->life_fd);
     s->pid = 0;
 }
@@ -296,17 +272,12 @@ static void soak_srv_kill(void)
 static void soak_srv_stop(int sig)
 {
     soak_srv *s = &R.srv;
-    int st;
 
     if (sig != 0)
         kill(s->pid, sig);
     close(s->life_fd);
-    st = pu_reap(s->pid, SOAK_WAIT_MS);
-    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "server %u: %s after %s (0 expected); its stderr:\n%s", R.starts - 1,
-                  pu_status_str(st), sig != 0 ? "SIGTERM" : "end of its stdin",
-                  pu_tail(s->err_path));
-    soak_srv_check_stderr();
+    pu_expect_end(s->pid, SOAK_WAIT_MS, false, sig != 0 ? "SIGTERM" : "end of its stdin",
+                  soak_srv_name(), s->err_path);
     s->pid = 0;
 }
 
@@ -322,7 +293,7 @@ static void soak_cli_start(unsigned k)
                      timeout, "--retry-ms", retry, "--threads", threads, NULL };
 
     /* every other client goes through the proxy that cuts in mid-frame with resets */
-    snprintf(target, sizeof target, "127.0.0.1:%d", R.px_port[k % 2]);
+    snprintf(target, sizeof target, "127.0.0.1:%d", R.px[k % 2].port);
     snprintf(index, sizeof index, "%u", k);
     snprintf(calls, sizeof calls, "%" PRIu32, p->calls);
     snprintf(seed, sizeof seed, "%" PRIu64, p->seed);
@@ -360,7 +331,7 @@ static void soak_thresholds(uint64_t *at, uint64_t total)
     unsigned k, n = R.plan.restarts;
 
     for (k = 0; k < n; k++) {
-        uint64_t window = total / (n + 1), jitter = window > 1 ? soak_rand(&R.rng) % window : 0;
+        uint64_t window = total / (n + 1), jitter = window > 1 ? pu_rand(&R.rng) % window : 0;
 
         at[k] = window * (k + 1) - window / 2 + jitter;
         if (at[k] == 0)
@@ -373,7 +344,7 @@ static int64_t soak_next_kill_at(int64_t now)
     unsigned ms = R.plan.restart_ms;
 
     /* about every restart_ms: uniformly in [ms / 2, 3 ms / 2] */
-    return now + ms / 2 + (int64_t)(soak_rand(&R.rng) % (ms + 1));
+    return now + ms / 2 + (int64_t)(pu_rand(&R.rng) % (ms + 1));
 }
 
 /*
@@ -422,7 +393,7 @@ static void soak_drive(void)
         else if (R.srv.pid != 0 && kill_at < wake)
             wake = kill_at;
         pr = poll(pf, n, wake > now ? (int)(wake - now) : 0);
-        SOAK_CHECK(pr >= 0 || errno == EINTR, "poll: %s", strerror(errno));
+        PU_CHECK(pr >= 0 || errno == EINTR, "poll: %s", strerror(errno));
         for (i = 0; pr > 0 && i < n; i++) {
             struct soak_cli *c = &R.cli[who[i]];
             char buf[4096];
@@ -445,17 +416,17 @@ static void soak_drive(void)
             c->status = pu_reap(c->pid, SOAK_WAIT_MS);
             close(c->life_fd);
             running--;
-            SOAK_CHECK(c->status != -1 && WIFEXITED(c->status) &&
+            PU_CHECK(c->status != -1 && WIFEXITED(c->status) &&
                        WEXITSTATUS(c->status) == 0,
                        "client %u: %s after %" PRIu64 " of %" PRIu32 " calls; its stderr "
                        "ends:\n%s", who[i], pu_status_str(c->status), c->done, p->calls,
                        pu_tail(c->err_path));
         }
         now = tt_now_ms();
-        SOAK_CHECK(now < deadline, "the clients did not finish within %u s:%s", p->limit_s,
+        PU_CHECK(now < deadline, "the clients did not finish within %u s:%s", p->limit_s,
                    soak_progress());
         for (k = 0; k < p->clients; k++)
-            SOAK_CHECK(R.cli[k].prog_fd < 0 || now - R.cli[k].moved_ms < soak_stall_ms(),
+            PU_CHECK(R.cli[k].prog_fd < 0 || now - R.cli[k].moved_ms < soak_stall_ms(),
                        "client %u: no call returned for %" PRId64 " ms, though each has a "
                        "deadline of %" PRIu32 " ms (pid %d hangs):%s", k,
                        now - R.cli[k].moved_ms, p->timeout_ms, (int)R.cli[k].pid,
@@ -468,7 +439,7 @@ static void soak_drive(void)
                 soak_srv_kill();
                 R.kills++;
                 next++;
-                up_at = now + (int64_t)(soak_rand(&R.rng) % (p->down_ms + 1));
+                up_at = now + (int64_t)(pu_rand(&R.rng) % (p->down_ms + 1));
             }
         } else if (now >= up_at) {
             soak_srv_start(R.srv.port);
@@ -542,7 +513,7 @@ static void soak_read_client(unsigned k, soak_call *calls, soak_tally *t)
     uint64_t lines = 0, rt = 0, nc = 0;
     bool have_end = false;
 
-    SOAK_CHECK(text != NULL, "client %u left no %s", k, c->out_path);
+    PU_CHECK(text != NULL, "client %u left no %s", k, c->out_path);
     for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
         uint64_t op;
         uint32_t method, account, i;
@@ -550,20 +521,20 @@ static void soak_read_client(unsigned k, soak_call *calls, soak_tally *t)
         int status;
         soak_call *call;
 
-        SOAK_CHECK(!have_end, "client %u: '%s' after its last line", k, line);
+        PU_CHECK(!have_end, "client %u: '%s' after its last line", k, line);
         if (sscanf(line, "retransmissions %" SCNu64 " calls %" SCNu64, &rt, &nc) == 2) {
             have_end = true;
             continue;
         }
-        SOAK_CHECK(sscanf(line, "%" SCNu64 " %" SCNu32 " %" SCNu32 " %" SCNd64 " %d", &op,
+        PU_CHECK(sscanf(line, "%" SCNu64 " %" SCNu32 " %" SCNu32 " %" SCNd64 " %d", &op,
                           &method, &account, &amount, &status) == 5,
                    "client %u: bad line '%s'", k, line);
         i = (uint32_t)op;
-        SOAK_CHECK(op >> 32 == k && i < R.plan.calls, "client %u: op %#" PRIx64
+        PU_CHECK(op >> 32 == k && i < R.plan.calls, "client %u: op %#" PRIx64
                    " is not one of its own", k, op);
         call = &calls[(uint64_t)k * R.plan.calls + i];
-        SOAK_CHECK(!call->issued, "client %u: op %#" PRIx64 " reported twice", k, op);
-        SOAK_CHECK((method == soak_Ledger_incrementBy_ID && account == 0) ||
+        PU_CHECK(!call->issued, "client %u: op %#" PRIx64 " reported twice", k, op);
+        PU_CHECK((method == soak_Ledger_incrementBy_ID && account == 0) ||
                    (method == soak_Ledger_deposit_ID && account < SOAK_ACCOUNTS),
                    "client %u: bad call '%s'", k, line);
         call->issued = true;
@@ -573,8 +544,8 @@ static void soak_read_client(unsigned k, soak_call *calls, soak_tally *t)
         call->amount = amount;
         lines++;
     }
-    SOAK_CHECK(have_end, "client %u: no final 'retransmissions R calls C' line", k);
-    SOAK_CHECK(lines == R.plan.calls, "client %u reported %" PRIu64 " of %" PRIu32 " calls",
+    PU_CHECK(have_end, "client %u: no final 'retransmissions R calls C' line", k);
+    PU_CHECK(lines == R.plan.calls, "client %u reported %" PRIu64 " of %" PRIu32 " calls",
                k, lines, R.plan.calls);
     t->retrans += rt;
     t->node_calls += nc;
@@ -607,19 +578,19 @@ static void soak_check_record(soak_call *calls, soak_tally *t)
     int fd;
 
     fd = open(R.record_path, O_RDONLY | O_CLOEXEC);
-    SOAK_CHECK(fd >= 0, "%s: %s", R.record_path, strerror(errno));
+    PU_CHECK(fd >= 0, "%s: %s", R.record_path, strerror(errno));
     ck_assert_int_eq(soak_record_load(fd, &rec), 0);
     close(fd);
     /* the final server cut off any torn record a kill left before it appended */
-    SOAK_CHECK(rec.torn == 0, "the record ends in a torn record after a clean stop");
-    SOAK_CHECK(rec.bad == rec.n, "record %zu of %zu is not a record", rec.bad, rec.n);
+    PU_CHECK(rec.torn == 0, "the record ends in a torn record after a clean stop");
+    PU_CHECK(rec.bad == rec.n, "record %zu of %zu is not a record", rec.bad, rec.n);
     for (i = 0; i < rec.n; i++) {
         const soak_record *r = &rec.recs[i];
         uint64_t k = r->op >> 32;
         uint32_t n = (uint32_t)r->op;
         soak_call *call = k < p->clients && n < p->calls ? &calls[k * p->calls + n] : NULL;
 
-        SOAK_CHECK(r->incarnation < R.starts, "record %zu: incarnation %" PRIu32, i,
+        PU_CHECK(r->incarnation < R.starts, "record %zu: incarnation %" PRIu32, i,
                    r->incarnation);
         t->executed++;
         t->sum += r->amount;
@@ -740,7 +711,7 @@ static void soak_start_network(void)
         const char *args[N_FAULTS + 8];
         int a = 0, f;
 
-        snprintf(seed[j], sizeof seed[j], "%" PRIu64, soak_rand(&R.rng));
+        snprintf(seed[j], sizeof seed[j], "%" PRIu64, pu_rand(&R.rng));
         args[a++] = "--seed";
         args[a++] = seed[j];
         for (f = 0; f < N_FAULTS; f++)
@@ -751,7 +722,6 @@ static void soak_start_network(void)
         }
         args[a] = NULL;
         fp_start(&R.px[j], R.srv.port, args);
-        R.px_port[j] = R.px[j].port;
     }
 }
 

@@ -575,12 +575,6 @@ static inline int zk_await(zk_ensemble *e, unsigned ms, unsigned retry)
     }
 }
 
-/* Waits (at most ms) until every running server serves, one leading; fails the test if not. */
-static inline void zk_wait_serving(zk_ensemble *e, unsigned ms)
-{
-    (void)zk_await(e, ms, 0);
-}
-
 /* ---- starting and stopping -------------------------------------------------------- */
 
 /* mkdir that accepts an existing directory. */
@@ -739,12 +733,10 @@ static inline void zk_restart(zk_ensemble *e, unsigned i)
     }
 }
 
-/* Kills and reaps every server; removes the directory if remove_dir (else keeps the logs). */
-static inline void zk_stop(zk_ensemble *e, bool remove_dir)
+/* Kills and reaps every server; the directory (the logs) stays, for the caller to remove. */
+static inline void zk_stop(zk_ensemble *e)
 {
     zk_kill_all(e);
-    if (remove_dir && e->dir[0] != '\0')
-        pu_remove_dir("zkutil", e->dir);
 }
 
 #endif
