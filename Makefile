@@ -66,6 +66,19 @@ RUNTIME_DEFS := -DQRPC_HAVE_ZOOKEEPER
 RUNTIME_LIBS := -lzookeeper_mt -lpthread
 endif
 
+# The RDMA transport's real provider (runtime/src/verbs_ibv.c) is built in
+# when libibverbs' and librdmacm's headers are installed; QRPC_VERBS=no
+# leaves it out.  The software emulation (verbs_emu.c) is always there.
+QRPC_VERBS ?= auto
+ifeq ($(QRPC_VERBS),auto)
+QRPC_VERBS := $(shell printf '\043include <infiniband/verbs.h>\n\043include <rdma/rdma_cma.h>\n' | \
+                $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+endif
+ifeq ($(QRPC_VERBS),yes)
+RUNTIME_DEFS += -DQRPC_HAVE_VERBS
+RUNTIME_LIBS := -lrdmacm -libverbs $(RUNTIME_LIBS)
+endif
+
 .PHONY: all deps check demo bench bench-peers fuzz install uninstall clean \
         golden-update compiler runtime
 all: deps compiler runtime
@@ -154,6 +167,12 @@ $(ZK_STAMP):
 	rm -f $(BUILD)/gen/zookeeper-*.stamp
 	touch $@
 $(BUILD)/obj/runtime/src/bind_zk.o: $(ZK_STAMP)
+VERBS_STAMP := $(BUILD)/gen/verbs-$(QRPC_VERBS).stamp
+$(VERBS_STAMP):
+	@mkdir -p $(dir $@)
+	rm -f $(BUILD)/gen/verbs-*.stamp
+	touch $@
+$(BUILD)/obj/runtime/src/verbs_ibv.o $(BUILD)/obj/runtime/src/rdma.o: $(VERBS_STAMP)
 
 $(LIBQRPC_A): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)

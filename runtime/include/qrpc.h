@@ -118,6 +118,20 @@ typedef struct qrpc_node_config {
                                            across restarts (qrpc(3), The
                                            reply log); NULL: none.  Needs
                                            listen */
+    const char *rdma;                   /* the RDMA provider (qrpc(3), RDMA):
+                                           "auto" (a device if there is
+                                           one), "verbs", "emu" (software
+                                           emulation, for tests), "none";
+                                           NULL: $QRPC_RDMA, else "auto" */
+    const char *rdma_listen;            /* "host:port" to take RDMA connections
+                                           on, with a device and listen;
+                                           NULL: listen's host, any port */
+    unsigned rdma_polling;              /* 1: a thread spins on RDMA
+                                           completions (a dedicated core);
+                                           0: they wake the loop (epoll) */
+    uint32_t rdma_credits;              /* receive buffers of 16 KiB per
+                                           RDMA connection, each a credit
+                                           of its peer (0: 32) [4, 1024] */
     void (*log)(void *arg, const char *line);   /* NULL: lines go to stderr */
     void *log_arg;
 } qrpc_node_config;
@@ -143,6 +157,15 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out);
  * until the node is destroyed.
  */
 const char *qrpc_node_address(const qrpc_node *n);
+
+/*
+ * The address by which other nodes reach n over RDMA, as a client
+ * address ("rdma://10.0.0.5:40214", or "rdma-emu://127.0.0.1:40214" over
+ * the emulation), or NULL when it does not listen for RDMA (no device,
+ * cfg.rdma "none", or not listening at all).  Valid until the node is
+ * destroyed.
+ */
+const char *qrpc_node_rdma_address(const qrpc_node *n);
 
 /*
  * Stops the node: calls still waiting fail with QRPC_ECLOSED, services are
@@ -241,12 +264,15 @@ uint32_t qrpc_ctx_method(const qrpc_ctx *ctx);
  *            serves it -- and fails over to another as qrpc(3), BINDING,
  *            describes; without a master the same as "local";
  *   "local"  the service served by n itself;
- *   "host:port", "[v6]:port"   one node, by address (TCP).
+ *   "host:port", "[v6]:port"   one node, by address (TCP);
+ *   "rdma://host:port", "rdma-emu://host:port"   one node, over RDMA
+ *            (qrpc(3), RDMA): n needs a device of that kind.
  * The service need not be served yet; a call finds out (QRPC_ENOSERVICE,
  * and for a bound client QRPC_ENOVERSION when nodes offer the name at
  * other versions only).  desc must outlive the client.  Errors:
- * QRPC_EINVAL, QRPC_EADDR (an address that does not parse),
- * QRPC_ECLOSED, QRPC_ENOMEM.  On error *out is NULL.
+ * QRPC_EINVAL, QRPC_EADDR (an address that does not parse, or an RDMA
+ * address n has no device for), QRPC_ECLOSED, QRPC_ENOMEM.  On error *out
+ * is NULL.
  */
 int qrpc_client_create(qrpc_node *n, const char *target,
                        const qrpc_service_desc *desc, qrpc_client **out);

@@ -39,6 +39,7 @@
 #include "bind.h"
 #include "binder.h"
 #include "net.h"
+#include "rdma.h"
 
 #define BIND_BACKOFF_MIN_NS (100u * 1000000u)
 #define BIND_BACKOFF_MAX_NS (2000u * 1000000u)
@@ -136,7 +137,7 @@ static void bind_join(qrpc__bind *b)
 {
     qrpc_node *n = b->node;
     qrpc_Registration reg;
-    qrpc_Address addr;
+    qrpc_Address addr[2];
     qrpc__lease lease;
     uint32_t hint;
     int rc;
@@ -146,12 +147,18 @@ static void bind_join(qrpc__bind *b)
     hint = b->rank;
     b->dirty = false;
     pthread_mutex_unlock(&b->lock);
-    addr.transport = (char *)"tcp";
-    addr.address = n->address;
+    addr[0].transport = (char *)"tcp";
+    addr[0].address = n->address;
     reg.id = n->incarnation;
     reg.rank_hint = hint;
-    reg.addresses.items = &addr;
+    reg.addresses.items = addr;
     reg.addresses.len = 1;
+    if (qrpc__rdma_address(n) != NULL) {
+        /* next to TCP: nodes with the same kind of device use it instead */
+        addr[1].transport = (char *)qrpc__rdma_transport(n);
+        addr[1].address = (char *)qrpc__rdma_address(n);
+        reg.addresses.len = 2;
+    }
     rc = bind_services(n, &reg.services);
     if (rc == 0)
         rc = qrpc__binder_join(b->ops, b->bs, &reg, &lease);
@@ -263,14 +270,32 @@ const char *qrpc__node_tcp_address(const qrpc_Node *nd)
     return NULL;
 }
 
-/* Whether t lists at TCP address addr a node that old (NULL: none) did not. */
-static bool bind_new_at(const qrpc_Table *old, const qrpc_Table *t, const char *addr)
+const char *qrpc__node_fe_address(const qrpc_node *n, const qrpc_Node *nd, char *buf,
+                                  size_t len)
 {
+    const char *t = qrpc__rdma_transport(n);
+    size_t i;
+
+    for (i = 0; t != NULL && i < nd->addresses.len; i++)
+        if (strcmp(nd->addresses.items[i].transport, t) == 0) {
+            if ((size_t)snprintf(buf, len, "%s://%s", t,
+                                 nd->addresses.items[i].address) >= len)
+                break;          /* too long for a FrontEnd: TCP then */
+            return buf;
+        }
+    return qrpc__node_tcp_address(nd);
+}
+
+/* Whether t lists at FrontEnd address addr a node that old (NULL: none) did not. */
+static bool bind_new_at(const qrpc_node *n, const qrpc_Table *old, const qrpc_Table *t,
+                        const char *addr)
+{
+    char buf[QRPC__ADDR_MAX];
     size_t i, j;
 
     for (i = 0; i < t->nodes.len; i++) {
         const qrpc_Node *nd = &t->nodes.items[i];
-        const char *a = qrpc__node_tcp_address(nd);
+        const char *a = qrpc__node_fe_address(n, nd, buf, sizeof buf);
         bool known = false;
 
         if (a == NULL || strcmp(a, addr) != 0)
@@ -290,7 +315,7 @@ static void bind_undown(qrpc_node *n, const qrpc_Table *old, const qrpc_Table *t
 
     pthread_mutex_lock(&n->fe_lock);
     for (e = n->fes; e != NULL; e = e->next)
-        if (bind_new_at(old, t, e->addr))
+        if (bind_new_at(n, old, t, e->addr))
             atomic_store(&e->fe.down_until_ns, 0);
     pthread_mutex_unlock(&n->fe_lock);
 }
@@ -538,6 +563,7 @@ static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
 {
     qrpc__bcache *bc = &c->bc;
     qrpc_node *n = c->node;
+    char abuf[QRPC__ADDR_MAX];
     size_t i;
     int rc = 0;
 
@@ -550,7 +576,7 @@ static int bind_rebuild(qrpc__bind *b, qrpc_client *c)
 
         if (nd->id == n->incarnation || !bind_offers(nd, &c->key, &bc->other_versions))
             continue;
-        addr = qrpc__node_tcp_address(nd);
+        addr = qrpc__node_fe_address(n, nd, abuf, sizeof abuf);
         if (addr == NULL || qrpc__node_fe(n, addr, &fe) != 0)
             continue;           /* an address we cannot use is no candidate */
         if (bc->n == bc->cap) {

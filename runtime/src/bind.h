@@ -18,6 +18,13 @@ struct qrpc_Node;
 
 /* A table node's first TCP address, or NULL (qrpc(1) uses it too). */
 const char *qrpc__node_tcp_address(const struct qrpc_Node *nd);
+/*
+ * The FrontEnd address by which node n reaches table node nd: its RDMA
+ * address ("rdma://host:port", formatted in buf) when both have the same
+ * kind of RDMA device, else its TCP address; NULL if it has neither.
+ */
+const char *qrpc__node_fe_address(const qrpc_node *n, const struct qrpc_Node *nd,
+                                  char *buf, size_t len);
 
 /*
  * Starts binding for node n through the master at addr: QRPC_ENOMEM,

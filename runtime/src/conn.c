@@ -51,7 +51,9 @@ typedef struct conn_frame {
 
 struct qrpc__conn {
     qrpc_node *node;
-    int fd;
+    int fd;                     /* the socket, or the pipe's descriptor */
+    const qrpc__pipe_ops *pops; /* NULL: fd is a socket; else the pipe's ops ... */
+    void *pipe;                 /* ... and the pipe */
     qrpc__conn_role role;
     char peer[64];
     atomic_uint refs;
@@ -167,7 +169,9 @@ void qrpc__conn_unref(qrpc__conn *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
-    if (c->fd >= 0)
+    if (c->pops != NULL)
+        c->pops->p_close(c->pipe);
+    else if (c->fd >= 0)
         close(c->fd);
     qrpc__rx_free(c->rx);
     conn_free_list(atomic_load(&c->queue));
@@ -375,9 +379,17 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
      * before finds its key gone: io.c).
      */
     qrpc__io_del(c->node, c->fd);
+    /*
+     * A pipe is shut before anyone can see `dead`: a writer that sees it
+     * frees its messages, whose bytes the pipe's peer may still be reading
+     * (rdma.c's zero-copy path) until the shutdown.
+     */
+    if (c->pops != NULL)
+        c->pops->p_shutdown(c->pipe);
     atomic_store(&c->dead, true);
     /* After this no write can carry anything (see the top of the file). */
-    shutdown(c->fd, SHUT_RDWR);
+    if (c->pops == NULL)
+        shutdown(c->fd, SHUT_RDWR);
     pthread_mutex_lock(&c->lock);
     for (i = 0; c->ptab != NULL && i <= c->pmask; i++) {
         for (pc = c->ptab[i]; pc != NULL; pc = next) {
@@ -430,6 +442,9 @@ void qrpc__conn_disown(qrpc__conn *c)
  */
 static void conn_want_write(qrpc__conn *c)
 {
+    /* a pipe's descriptor says nothing about room unless asked to */
+    if (c->pops != NULL)
+        c->pops->p_want_write(c->pipe);
     pthread_mutex_lock(&c->io_lock);
     if (c->owned)
         c->rearm = true;
@@ -698,7 +713,9 @@ static void conn_drain(qrpc__conn *c)
             memset(&mh, 0, sizeof mh);
             mh.msg_iov = c->iov + c->iov_pos;
             mh.msg_iovlen = (size_t)(c->iov_n - c->iov_pos);
-            w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+            w = c->pops != NULL
+                ? c->pops->p_writev(c->pipe, mh.msg_iov, (int)mh.msg_iovlen)
+                : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         }
         if (w > 0) {
             conn_consume(c, (size_t)w);
@@ -1081,6 +1098,12 @@ qrpc__job *qrpc__conn_on_readable(qrpc__conn *c, bool hup)
 
     c->read_ns = 0;
     conn_read(c, hup);
+    /*
+     * A pipe's descriptor has one event for everything: room for a writer
+     * waiting for it (conn_want_write) comes as a read event too.
+     */
+    if (c->pops != NULL && !atomic_load(&c->dead))
+        qrpc__conn_on_writable(c);
     if (c->jobs_tail != NULL)
         c->jobs_tail->next = c->big_head;
     else
@@ -1097,7 +1120,8 @@ static void conn_read(qrpc__conn *c, bool hup)
 
     while (!atomic_load(&c->dead) && total < 4 * CONN_READ_CHUNK) {
         const char *why = NULL;
-        ssize_t r = read(c->fd, buf, sizeof buf);
+        ssize_t r = c->pops != NULL ? c->pops->p_read(c->pipe, buf, sizeof buf)
+                                    : read(c->fd, buf, sizeof buf);
         bool was_idle;
         int rc;
 
@@ -1200,6 +1224,12 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
 int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
                    qrpc__conn **out)
 {
+    return qrpc__conn_new_pipe(n, fd, NULL, NULL, role, peer, out);
+}
+
+int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *pipe,
+                        qrpc__conn_role role, const char *peer, qrpc__conn **out)
+{
     qrpc__rx_limits lim;
     qrpc__conn *c;
     qrpc__hello hello;
@@ -1211,6 +1241,8 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
         return QRPC_ENOMEM;
     c->node = n;
     c->fd = fd;
+    c->pops = pops;
+    c->pipe = pipe;
     c->role = role;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     atomic_init(&c->refs, 1);
@@ -1268,8 +1300,78 @@ int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
     return 0;
 
 fail:
-    c->fd = -1;                 /* the caller still owns fd */
+    c->fd = -1;                 /* the caller still owns fd, or the pipe */
+    c->pops = NULL;
     qrpc__conn_unref(c);
+    return rc;
+}
+
+/* ---- the FrontEnd over connections (net.h) ------------------------------------ */
+
+void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
+                    int (*dial)(qrpc__cfe *fe, uint64_t deadline_ns, qrpc__conn **out))
+{
+    fe->node = n;
+    pthread_mutex_init(&fe->lock, NULL);    /* cannot fail on Linux */
+    fe->conn = NULL;
+    fe->closed = false;
+    fe->dial = dial;
+}
+
+void qrpc__cfe_close(qrpc__cfe *fe)
+{
+    qrpc__conn *c;
+
+    pthread_mutex_lock(&fe->lock);
+    fe->closed = true;
+    c = fe->conn;
+    fe->conn = NULL;
+    pthread_mutex_unlock(&fe->lock);
+    if (c != NULL) {
+        qrpc__conn_fail(c, QRPC_ECLOSED, NULL);
+        qrpc__conn_unref(c);
+    }
+}
+
+void qrpc__cfe_fini(qrpc__cfe *fe)
+{
+    if (fe->conn != NULL)
+        qrpc__conn_unref(fe->conn);
+    pthread_mutex_destroy(&fe->lock);
+}
+
+int qrpc__cfe_call(qrpc__cfe *fe, const qrpc__call *call)
+{
+    qrpc__conn *c;
+    int tries, rc = QRPC_EUNAVAILABLE;
+
+    /* A connection found broken is replaced once, within this call. */
+    for (tries = 0; tries < 2; tries++) {
+        pthread_mutex_lock(&fe->lock);
+        if (fe->closed) {
+            pthread_mutex_unlock(&fe->lock);
+            return QRPC_ECLOSED;
+        }
+        c = fe->conn;
+        if (c != NULL && qrpc__conn_dead(c)) {
+            qrpc__conn_unref(c);
+            fe->conn = c = NULL;
+        }
+        if (c == NULL) {
+            rc = fe->dial(fe, call->deadline_ns, &c);
+            if (rc != 0) {
+                pthread_mutex_unlock(&fe->lock);
+                return rc;
+            }
+            fe->conn = c;
+        }
+        qrpc__conn_ref(c);
+        pthread_mutex_unlock(&fe->lock);
+        rc = qrpc__conn_request(c, call);
+        qrpc__conn_unref(c);
+        if (rc != QRPC_EUNAVAILABLE)
+            return rc;
+    }
     return rc;
 }
 

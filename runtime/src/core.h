@@ -167,6 +167,7 @@ struct qrpc_node {
     void *now_arg;
     struct qrpc__retryq *retry; /* client.c: calls waiting to be sent again */
     struct qrpc__bind *bind;    /* bind.c: binding through a master, or NULL */
+    struct qrpc__rdma *rdma;    /* rdma.c: its RDMA device, or NULL */
     char master[QRPC__MASTER_MAX];      /* cfg.master (or $QRPC_MASTER), or "" */
     /* qrpc_node_get_stats(), its clients' half (the served half is the reply cache's) */
     qrpc__counter st_calls, st_retransmissions;

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "rdma.h"
 
 #define IO_EVENTS     4         /* events one thread takes at once: the rest
                                    are left for the other threads */
@@ -64,6 +65,7 @@
 #define IO_KEY_WAKE   UINT64_MAX
 #define IO_KEY_TIMER  (UINT64_MAX - 1)
 #define IO_KEY_LISTEN (UINT64_MAX - 2)
+#define IO_KEY_RLISTEN (UINT64_MAX - 3)
 
 typedef struct io_slot {
     qrpc__conn *c;              /* a reference; NULL when free */
@@ -76,6 +78,7 @@ struct qrpc__io {
     int wakefd;                 /* stop, and the flush list */
     int timerfd;
     int listenfd;               /* -1 when the node does not listen */
+    int rlistenfd;              /* the RDMA listener's (rdma.c's), or -1 */
     atomic_bool stop;
     atomic_bool ticking;        /* a thread is running the tick */
 
@@ -471,13 +474,10 @@ static qrpc__job *io_share(qrpc_node *n, qrpc__job *jobs)
  * One connection's event: read and write it, then run (pool) or queue
  * (standby) the requests it brought.
  */
-static void io_conn_event(qrpc_node *n, uint64_t key, uint32_t events, bool standby)
+static void io_conn_events(qrpc_node *n, qrpc__conn *c, uint32_t events, bool standby)
 {
-    qrpc__conn *c = io_lookup(n->io, key);
     qrpc__job *jobs = NULL;
 
-    if (c == NULL)
-        return;
     /* Not ours if another thread owns it; that one re-arms it. */
     if (qrpc__conn_own(c)) {
         if (events & EPOLLOUT)
@@ -495,7 +495,21 @@ static void io_conn_event(qrpc_node *n, uint64_t key, uint32_t events, bool stan
         } else if (jobs != NULL)
             io_run(n, io_share(n, jobs));
     }
+}
+
+static void io_conn_event(qrpc_node *n, uint64_t key, uint32_t events, bool standby)
+{
+    qrpc__conn *c = io_lookup(n->io, key);
+
+    if (c == NULL)
+        return;
+    io_conn_events(n, c, events, standby);
     qrpc__conn_unref(c);
+}
+
+void qrpc__io_poll_conn(qrpc_node *n, qrpc__conn *c)
+{
+    io_conn_events(n, c, EPOLLIN, false);
 }
 
 typedef struct io_arg {
@@ -583,6 +597,10 @@ static void *io_main(void *arg)
                     qrpc__log(n, "eventfd: %s", strerror(errno));
             } else if (key == IO_KEY_TIMER) {
                 io_tick(n);
+            } else if (key == IO_KEY_RLISTEN) {
+                qrpc__rdma_accept(n);
+                (void)io_ctl(io, EPOLL_CTL_MOD, io->rlistenfd, EPOLLIN | EPOLLONESHOT,
+                             IO_KEY_RLISTEN);
             } else if (key == IO_KEY_LISTEN) {
                 qrpc__tcp_accept(n, io->listenfd);
                 (void)io_ctl(io, EPOLL_CTL_MOD, io->listenfd, EPOLLIN | EPOLLONESHOT,
@@ -659,7 +677,7 @@ int qrpc__io_start(qrpc_node *n)
     io = calloc(1, sizeof *io);
     if (io == NULL)
         return QRPC_ENOMEM;
-    io->ep = io->wakefd = io->timerfd = io->listenfd = -1;
+    io->ep = io->wakefd = io->timerfd = io->listenfd = io->rlistenfd = -1;
     io->free_head = IO_NO_SLOT;
     io->base = n->cfg.workers;
     atomic_init(&io->stop, false);
@@ -710,6 +728,18 @@ int qrpc__io_listen(qrpc_node *n, int fd)
     io->listenfd = fd;
     if (io_ctl(io, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLONESHOT, IO_KEY_LISTEN) != 0) {
         io->listenfd = -1;
+        return errno == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
+    }
+    return 0;
+}
+
+int qrpc__io_listen_rdma(qrpc_node *n, int fd)
+{
+    qrpc__io *io = n->io;
+
+    io->rlistenfd = fd;
+    if (io_ctl(io, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLONESHOT, IO_KEY_RLISTEN) != 0) {
+        io->rlistenfd = -1;
         return errno == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
     }
     return 0;

@@ -25,6 +25,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "core.h"
 #include "dedup.h"
@@ -93,6 +95,39 @@ typedef enum qrpc__conn_role {
  * the connection holds fd and one reference for the caller. */
 int qrpc__conn_new(qrpc_node *n, int fd, qrpc__conn_role role, const char *peer,
                    qrpc__conn **out);
+
+/*
+ * A byte stream under a connection that is not a socket: the RDMA
+ * transport's (rdma.c).  Each operation behaves as its socket call does
+ * on a connected non-blocking socket, errors in errno.  The connection
+ * uses the read side from one thread at a time and the write side from
+ * one thread at a time, the two possibly at once.
+ */
+typedef struct qrpc__pipe_ops {
+    /* read(2): bytes read (> 0), 0 at the end of the stream, or -1
+     * (EAGAIN: nothing now, and the pipe's fd will poll readable when
+     * something comes). */
+    ssize_t (*p_read)(void *p, void *buf, size_t len);
+    /*
+     * sendmsg(2) of iov: the bytes taken (> 0), which the caller may then
+     * free, or -1 (EAGAIN: no room now; EPIPE: broken).  Bytes not yet
+     * taken stay the caller's, unchanged, and the next call offers them
+     * again first.
+     */
+    ssize_t (*p_writev)(void *p, const struct iovec *iov, int iovcnt);
+    /* After an EAGAIN: have the fd poll readable when room comes back. */
+    void (*p_want_write)(void *p);
+    /* shutdown(2), both ways: when it returns no write carries anything
+     * more, and nothing offered to p_writev is read any more. */
+    void (*p_shutdown)(void *p);
+    /* close(2): frees the pipe and its fd. */
+    void (*p_close)(void *p);
+} qrpc__pipe_ops;
+
+/* qrpc__conn_new over a pipe, whose descriptor for the loop is fd; on
+ * success the connection owns the pipe. */
+int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *pipe,
+                        qrpc__conn_role role, const char *peer, qrpc__conn **out);
 void qrpc__conn_ref(qrpc__conn *c);
 void qrpc__conn_unref(qrpc__conn *c);
 /* True once the connection has failed or been closed. */
@@ -139,6 +174,30 @@ void qrpc__conn_on_writable(qrpc__conn *c);
  * deadline (ns) this connection needs the loop to wake for, or UINT64_MAX. */
 uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now);
 
+/*
+ * The FrontEnd of a remote node over connections, shared by the TCP and
+ * RDMA transports: at most one connection, which every client of that
+ * destination shares; dialled (by dial, on the calling thread, under the
+ * lock) on the first call and again after it breaks, once per call.
+ * A transport's FrontEnd begins with one.
+ */
+typedef struct qrpc__cfe {
+    qrpc_node *node;
+    pthread_mutex_t lock;       /* conn, closed; held while dialling */
+    qrpc__conn *conn;
+    bool closed;
+    /* connects, waiting until deadline_ns at most: 0 with a reference in
+     * *out, or QRPC_EUNAVAILABLE (nothing was sent) */
+    int (*dial)(struct qrpc__cfe *fe, uint64_t deadline_ns, qrpc__conn **out);
+} qrpc__cfe;
+
+void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
+                    int (*dial)(qrpc__cfe *fe, uint64_t deadline_ns, qrpc__conn **out));
+/* fe_close, fe_fini (which does not free fe) and fe_call of transport.h */
+void qrpc__cfe_close(qrpc__cfe *fe);
+void qrpc__cfe_fini(qrpc__cfe *fe);
+int qrpc__cfe_call(qrpc__cfe *fe, const qrpc__call *call);
+
 /* ---- the event loop ------------------------------------------------------------ */
 
 /* Starts the node's loop threads (cfg.workers and the standby) if they are
@@ -148,6 +207,12 @@ int qrpc__io_start(qrpc_node *n);
 void qrpc__io_stop(qrpc_node *n);
 /* Watches the listening socket fd (taken) for connections. */
 int qrpc__io_listen(qrpc_node *n, int fd);
+/* Watches the RDMA listener's fd (not taken: rdma.c closes it, after
+ * qrpc__io_del) for connection requests. */
+int qrpc__io_listen_rdma(qrpc_node *n, int fd);
+/* Reads and writes c, and runs the requests it brought, as a loop thread
+ * does on an event: for a thread that polls instead (rdma.c). */
+void qrpc__io_poll_conn(qrpc_node *n, qrpc__conn *c);
 /*
  * Registers c, whose socket is fd, for reading: the loop holds the
  * reference the caller took for it until c is dead.  *key is what

@@ -17,6 +17,7 @@
 #include "bind.h"
 #include "dlog.h"
 #include "net.h"
+#include "rdma.h"
 #include "testing.h"
 
 #define NODE_DEFAULT_WORKERS      2u
@@ -31,6 +32,9 @@
 #define NODE_DEDUP_ENTRIES        (1u << 18)
 #define NODE_MAX_SPIN_US          100000
 #define NODE_DEFAULT_RETRY_MS     1000
+#define NODE_DEFAULT_RDMA_CREDITS 32
+#define NODE_MIN_RDMA_CREDITS     4
+#define NODE_MAX_RDMA_CREDITS     1024
 #define NODE_MAX_RETRY_MS         3600000
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
@@ -55,6 +59,10 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->retry_ms = NODE_DEFAULT_RETRY_MS;
     cfg->master = NULL;
     cfg->dedup_log = NULL;
+    cfg->rdma = NULL;
+    cfg->rdma_listen = NULL;
+    cfg->rdma_polling = 0;
+    cfg->rdma_credits = NODE_DEFAULT_RDMA_CREDITS;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -73,11 +81,19 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
                                 in->max_frame > QRPC__MAX_FRAME)) ||
         in->spin_us < -1 || in->spin_us > NODE_MAX_SPIN_US ||
         in->retry_ms < -1 || in->retry_ms > NODE_MAX_RETRY_MS ||
-        (in->dedup_log != NULL && (in->listen == NULL || in->dedup_log[0] == '\0')))
+        (in->dedup_log != NULL && (in->listen == NULL || in->dedup_log[0] == '\0')) ||
+        in->rdma_polling > 1 ||
+        (in->rdma_credits != 0 && (in->rdma_credits < NODE_MIN_RDMA_CREDITS ||
+                                   in->rdma_credits > NODE_MAX_RDMA_CREDITS)))
         return QRPC_EINVAL;
     out->listen = in->listen;
     out->master = in->master;
     out->dedup_log = in->dedup_log;
+    out->rdma = in->rdma;
+    out->rdma_listen = in->rdma_listen;
+    out->rdma_polling = in->rdma_polling;
+    if (in->rdma_credits != 0)
+        out->rdma_credits = in->rdma_credits;
     out->log = in->log;
     out->log_arg = in->log_arg;
     if (in->workers != 0)
@@ -142,6 +158,8 @@ static int node_listen(qrpc_node *n)
         qrpc__io_wake(n, qrpc__now_ns(n) + (uint64_t)n->cfg.lease_ms * 1000000u);
     if (rc == 0)
         rc = qrpc__tcp_listen(n);
+    if (rc == 0)
+        rc = qrpc__rdma_listen(n);
     return rc;
 }
 
@@ -216,10 +234,18 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
         pthread_mutex_destroy(&n->fe_lock);
         goto fail_tab;
     }
+    rc = qrpc__rdma_open(n);
+    if (rc != 0) {
+        qrpc__retry_fini(n);
+        pthread_mutex_destroy(&n->fe_lock);
+        goto fail_tab;
+    }
     if (n->cfg.listen != NULL) {
         rc = node_listen(n);
         if (rc != 0) {
+            qrpc__rdma_stop(n);
             qrpc__io_stop(n);
+            qrpc__rdma_close(n);
             qrpc__dlog_close(n->dlog);
             qrpc__dedup_free(n->dedup);
             if (n->spare_fd >= 0)
@@ -280,6 +306,7 @@ void qrpc_node_destroy(qrpc_node *n)
         qrpc__fe_close(&e->fe);
     /* calls waiting to be sent again end now, QRPC_ECLOSED */
     qrpc__retry_stop(n);
+    qrpc__rdma_stop(n);
     /*
      * Requests being run finish and are answered (the FrontEnds closed
      * above, a handler waiting for a call of its own has its answer:
@@ -288,6 +315,7 @@ void qrpc_node_destroy(qrpc_node *n)
      * in the reply cache are answered QRPC_ECLOSED by its free.
      */
     qrpc__io_stop(n);
+    qrpc__rdma_unlisten(n);
     /* the last records written and their calls answered, before the cache goes */
     qrpc__dlog_close(n->dlog);
     n->dlog = NULL;
@@ -317,6 +345,8 @@ void qrpc__node_unref(qrpc_node *n)
         qrpc__fe_fini(&e->fe);
         free(e);
     }
+    /* its connections are gone with the FrontEnds and the loop */
+    qrpc__rdma_close(n);
     pthread_mutex_destroy(&n->fe_lock);
     if (n->spare_fd >= 0)
         close(n->spare_fd);
@@ -373,7 +403,8 @@ int qrpc__node_fe(qrpc_node *n, const char *addr, qrpc__fe **out)
             goto out;
         }
         snprintf(e->addr, sizeof e->addr, "%s", addr);
-        rc = qrpc__fe_init(&e->fe, &qrpc__tran_tcp, n, addr);
+        rc = qrpc__fe_init(&e->fe, strstr(addr, "://") != NULL ? &qrpc__tran_rdma
+                                                               : &qrpc__tran_tcp, n, addr);
         if (rc == 0)
             rc = qrpc__io_start(n);
         if (rc != 0) {

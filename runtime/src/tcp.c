@@ -27,13 +27,10 @@
 #define QRPC__DIAL_MS 10000u    /* longest wait for a connect to complete */
 
 typedef struct tcp_fe {
-    qrpc_node *node;
+    qrpc__cfe cfe;              /* first: the FrontEnd's connection */
     char addr[QRPC__ADDR_MAX];
     struct sockaddr_storage sa;
     socklen_t salen;
-    pthread_mutex_t lock;       /* conn, closed; held while dialling */
-    qrpc__conn *conn;
-    bool closed;
 } tcp_fe;
 
 /* ---- addresses ------------------------------------------------------------ */
@@ -187,10 +184,11 @@ void qrpc__tcp_accept(qrpc_node *n, int listenfd)
 
 /* ---- the FrontEnd of a remote node ------------------------------------------------- */
 
-/* Connects fe's socket, waiting until deadline_ns at most. */
-static int tcp_dial(tcp_fe *fe, uint64_t deadline_ns, qrpc__conn **out)
+/* Connects fe's socket, waiting until deadline_ns at most (qrpc__cfe's dial). */
+static int tcp_dial(qrpc__cfe *cfe, uint64_t deadline_ns, qrpc__conn **out)
 {
-    qrpc_node *n = fe->node;
+    tcp_fe *fe = (tcp_fe *)cfe;
+    qrpc_node *n = cfe->node;
     uint64_t now = qrpc__now_ns(n), wait_ms;
     struct pollfd pfd;
     socklen_t elen = sizeof(int);
@@ -249,11 +247,7 @@ static int tcp_fe_init(void **fep, qrpc_node *n, const char *addr)
         free(fe);
         return rc;
     }
-    if (pthread_mutex_init(&fe->lock, NULL) != 0) {
-        free(fe);
-        return QRPC_ENOMEM;
-    }
-    fe->node = n;
+    qrpc__cfe_init(&fe->cfe, n, tcp_dial);
     snprintf(fe->addr, sizeof fe->addr, "%s", addr);
     *fep = fe;
     return 0;
@@ -261,64 +255,20 @@ static int tcp_fe_init(void **fep, qrpc_node *n, const char *addr)
 
 static void tcp_fe_close(void *fep)
 {
-    tcp_fe *fe = fep;
-    qrpc__conn *c;
-
-    pthread_mutex_lock(&fe->lock);
-    fe->closed = true;
-    c = fe->conn;
-    fe->conn = NULL;
-    pthread_mutex_unlock(&fe->lock);
-    if (c != NULL) {
-        qrpc__conn_fail(c, QRPC_ECLOSED, NULL);
-        qrpc__conn_unref(c);
-    }
+    qrpc__cfe_close(fep);
 }
 
 static void tcp_fe_fini(void *fep)
 {
     tcp_fe *fe = fep;
 
-    if (fe->conn != NULL)
-        qrpc__conn_unref(fe->conn);
-    pthread_mutex_destroy(&fe->lock);
+    qrpc__cfe_fini(&fe->cfe);
     free(fe);
 }
 
 static int tcp_fe_call(void *fep, const qrpc__call *call)
 {
-    tcp_fe *fe = fep;
-    qrpc__conn *c;
-    int tries, rc = QRPC_EUNAVAILABLE;
-
-    /* A connection found broken is replaced once, within this call. */
-    for (tries = 0; tries < 2; tries++) {
-        pthread_mutex_lock(&fe->lock);
-        if (fe->closed) {
-            pthread_mutex_unlock(&fe->lock);
-            return QRPC_ECLOSED;
-        }
-        c = fe->conn;
-        if (c != NULL && qrpc__conn_dead(c)) {
-            qrpc__conn_unref(c);
-            fe->conn = c = NULL;
-        }
-        if (c == NULL) {
-            rc = tcp_dial(fe, call->deadline_ns, &c);
-            if (rc != 0) {
-                pthread_mutex_unlock(&fe->lock);
-                return rc;
-            }
-            fe->conn = c;
-        }
-        qrpc__conn_ref(c);
-        pthread_mutex_unlock(&fe->lock);
-        rc = qrpc__conn_request(c, call);
-        qrpc__conn_unref(c);
-        if (rc != QRPC_EUNAVAILABLE)
-            return rc;
-    }
-    return rc;
+    return qrpc__cfe_call(fep, call);
 }
 
 static const qrpc__fe_ops tcp_fe_ops = {

@@ -88,9 +88,9 @@
 #define NET_GIB (1024.0 * NET_MIB)
 #define NET_MAX_METRICS 6
 #ifdef NET_PEERS
-#define NET_NSYS 4
+#define NET_NSYS 6
 #else
-#define NET_NSYS 2
+#define NET_NSYS 4
 #endif
 #define NET_QRPC 0                  /* net_systems[] index of qrpc ... */
 #define NET_REF 1                   /* ... and of bare, every ratio's reference */
@@ -126,6 +126,7 @@ static const net_sys *const net_systems[NET_NSYS] = {
 #ifdef NET_PEERS
     &net_rpcgen, &net_grpc,
 #endif
+    &net_qrpc_rdma_emu, &net_qrpc_rdma,
 };
 
 _Noreturn void net_fail(const char *system, const char *what, const char *detail)
@@ -410,7 +411,7 @@ static void net_spawn(net_server *s, const net_sys *sys)
     s->lifeline = life[1];
     close(life[0]);
     close(ready[1]);
-    /* "127.0.0.1:PORT\n", within NET_SERVE_WAIT_MS */
+    /* "127.0.0.1:PORT\n" (or SCHEME://127.0.0.1:PORT), within NET_SERVE_WAIT_MS */
     pfd.fd = ready[0];
     pfd.events = POLLIN;
     while (got < sizeof s->addr - 1 && (got == 0 || s->addr[got - 1] != '\n')) {
@@ -431,7 +432,9 @@ static void net_spawn(net_server *s, const net_sys *sys)
     close(ready[0]);
     s->addr[got] = '\0';
     s->addr[strcspn(s->addr, "\n")] = '\0';
-    if (strncmp(s->addr, "127.0.0.1:", 10) != 0)
+    /* "rdma-emu://127.0.0.1:PORT" from the RDMA systems */
+    if (strncmp(strstr(s->addr, "://") != NULL ? strstr(s->addr, "://") + 3 : s->addr,
+                "127.0.0.1:", 10) != 0)
         net_fail(sys->system, "server start", s->addr);
 }
 
@@ -881,7 +884,7 @@ static void net_pick_systems(const char *list, bool *on)
                     "system of this program (systems:", (int)n, p);
             for (s = 0; s < NET_NSYS; s++)
                 fprintf(stderr, " %s", net_systems[s]->system);
-            fprintf(stderr, "%s)\n", NET_NSYS == 2 ? "; make bench-peers has the peers" : "");
+            fprintf(stderr, "%s)\n", NET_NSYS == 4 ? "; make bench-peers has the peers" : "");
             exit(2);
         }
         p += n + (p[n] == ',');
@@ -911,6 +914,15 @@ int main(int argc, char **argv)
     }
     /* BENCH_NET_SYSTEMS (for profiling one alone) */
     net_pick_systems(systems, sys_on);
+    for (s = 0; s < NET_NSYS; s++) {
+        char why[160] = "";
+
+        if (sys_on[s] && net_systems[s]->available != NULL &&
+            !net_systems[s]->available(why, sizeof why)) {
+            printf("bench: net: %s skipped: %s\n", net_systems[s]->system, why);
+            sys_on[s] = false;
+        }
+    }
     cfg_runs = bench_env_int("BENCH_RUNS", 5, 3, BENCH_MAX_RUNS);
     cfg_seconds = bench_env_double("BENCH_NET_SECONDS", 0.5, 0.05, 60.0);
     cfg_calls = bench_env_int("BENCH_NET_CALLS", 20000, 1000, 10000000);

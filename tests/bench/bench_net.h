@@ -44,7 +44,9 @@ typedef struct net_mixed_out {
 } net_mixed_out;
 
 typedef struct net_sys {
-    const char *system;         /* "qrpc", "bare", "rpcgen", "grpc" */
+    const char *system;         /* "qrpc", "bare", "rpcgen", "grpc", ... */
+    /* NULL, or whether the system can run here (why not in why if not) */
+    bool (*available)(char *why, size_t len);
     /*
      * The server process: listens on 127.0.0.1:0, writes its address and
      * a newline to stdout, and serves until stdin reaches end of file
@@ -97,6 +99,8 @@ extern const net_sys net_qrpc;
 extern const net_sys net_bare;
 extern const net_sys net_rpcgen;    /* bench_net_peers only */
 extern const net_sys net_grpc;      /* bench_net_peers only */
+extern const net_sys net_qrpc_rdma_emu;     /* over the verbs emulation */
+extern const net_sys net_qrpc_rdma;         /* over real verbs, with a device */
 
 /*
  * The in-process workload: qrpc's add on a node that serves it itself

@@ -1,7 +1,11 @@
 /*
  * net_qrpc.c - the "qrpc" system of the network workloads: the stubs that
  * qrpcgen generates from netbench.qidl, over libqrpc's TCP transport, as
- * an application would use them.
+ * an application would use them.  The same code is also the systems
+ * "qrpc-rdma-emu" (over the RDMA transport on the software emulation of
+ * the verbs layer, which moves bytes over a loopback TCP socket: for
+ * regression tracking of the transport's own costs, not a measure of
+ * RDMA) and "qrpc-rdma" (over real verbs, where a device exists).
  *
  * The server is a node listening on 127.0.0.1:0 with the default workers
  * that serves nb.Bench.  The client is one node with one client of the
@@ -32,6 +36,12 @@
 #include "bench_util.h"
 #include "netbench.h"
 
+static void bench_quiet_log(void *arg, const char *line)
+{
+    (void)arg;
+    (void)line;
+}
+
 static void qrpc_fail(const char *what, int rc)
 {
     char detail[128];
@@ -61,23 +71,32 @@ static const nb_Bench_handlers srv_handlers = {
     .add = srv_add, .sink = srv_sink, .add_idem = srv_add,
 };
 
+/* The RDMA provider of this process's system: "none" for plain qrpc. */
+static const char *qrpc_rdma = "none";
+
 static int qrpc_serve_main(void)
 {
     qrpc_node_config cfg;
     qrpc_node *node = NULL;
+    const char *addr;
     char c;
     int rc;
 
     qrpc_node_config_init(&cfg);
     cfg.listen = "127.0.0.1:0";
     cfg.max_message = NET_MAX_MESSAGE;
+    cfg.rdma = qrpc_rdma;
     rc = qrpc_node_create(&cfg, &node);
     if (rc != 0)
         qrpc_fail("server node", rc);
     rc = nb_Bench_serve(node, &srv_handlers, NULL);
     if (rc != 0)
         qrpc_fail("serving nb.Bench", rc);
-    printf("%s\n", qrpc_node_address(node));
+    addr = strcmp(qrpc_rdma, "none") != 0 ? qrpc_node_rdma_address(node)
+                                          : qrpc_node_address(node);
+    if (addr == NULL)
+        qrpc_fail("listening for RDMA", QRPC_ENOTSUP);
+    printf("%s\n", addr);
     fflush(stdout);
     /* Until the driver goes away (or closes our stdin). */
     while (read(0, &c, 1) > 0 || errno == EINTR)
@@ -99,6 +118,7 @@ static void qrpc_open(const char *addr)
 
     qrpc_node_config_init(&cfg);
     cfg.max_message = NET_MAX_MESSAGE;
+    cfg.rdma = qrpc_rdma;
     rc = qrpc_node_create(&cfg, &cli_node);
     if (rc != 0)
         qrpc_fail("client node", rc);
@@ -372,6 +392,74 @@ const net_sys net_qrpc = {
     .bulk = qrpc_bulk,
     .mixed = qrpc_mixed,
     .idempotent = qrpc_idempotent,
+};
+
+/* ---- the same over RDMA ---------------------------------------------------------------- */
+
+static int qrpc_emu_serve_main(void)
+{
+    qrpc_rdma = "emu";
+    return qrpc_serve_main();
+}
+
+static void qrpc_emu_open(const char *addr)
+{
+    qrpc_rdma = "emu";
+    qrpc_open(addr);
+}
+
+const net_sys net_qrpc_rdma_emu = {
+    .system = "qrpc-rdma-emu",
+    .serve = qrpc_emu_serve_main,
+    .open = qrpc_emu_open,
+    .close = qrpc_close,
+    .latency = qrpc_latency,
+    .threads = qrpc_threads,
+    .pipelined = qrpc_pipelined,
+    .bulk = qrpc_bulk,
+    .mixed = qrpc_mixed,
+};
+
+static int qrpc_verbs_serve_main(void)
+{
+    qrpc_rdma = "verbs";
+    return qrpc_serve_main();
+}
+
+static void qrpc_verbs_open(const char *addr)
+{
+    qrpc_rdma = "verbs";
+    qrpc_open(addr);
+}
+
+/* Whether a node can open a real RDMA device here (why not, if not). */
+static bool qrpc_verbs_available(char *why, size_t len)
+{
+    qrpc_node_config cfg;
+    qrpc_node *n = NULL;
+    int rc;
+
+    qrpc_node_config_init(&cfg);
+    cfg.rdma = "verbs";
+    cfg.log = bench_quiet_log;
+    rc = qrpc_node_create(&cfg, &n);
+    qrpc_node_destroy(n);
+    if (rc != 0)
+        snprintf(why, len, "no RDMA device (%s)", qrpc_err_name(rc));
+    return rc == 0;
+}
+
+const net_sys net_qrpc_rdma = {
+    .system = "qrpc-rdma",
+    .available = qrpc_verbs_available,
+    .serve = qrpc_verbs_serve_main,
+    .open = qrpc_verbs_open,
+    .close = qrpc_close,
+    .latency = qrpc_latency,
+    .threads = qrpc_threads,
+    .pipelined = qrpc_pipelined,
+    .bulk = qrpc_bulk,
+    .mixed = qrpc_mixed,
 };
 
 /* ---- in-process: target "local" ---------------------------------------------------- */

@@ -206,7 +206,7 @@ function net_mixed_row(sys,    p) {
 
 # The systems of the network workloads that have figures, in column order.
 function net_systems(    all, n, i) {
-    n = split("qrpc bare rpcgen grpc", all, " ")
+    n = split("qrpc bare rpcgen grpc qrpc-rdma-emu qrpc-rdma", all, " ")
     net_nsys = 0
     for (i = 1; i <= n; i++)
         if (net_sys[all[i]])
@@ -237,6 +237,14 @@ function net_report(    i, k, q, d, verdict, head, rule) {
     print "taken within each round; steal and CPU share are the worst of the figures"
     print "in the row, measured on both pinned CPUs (CPU share: the part of those"
     print "CPUs' busy time that the client and server processes got)."
+    if (net_sys["qrpc-rdma-emu"]) {
+        print ""
+        print "qrpc-rdma-emu: the same stubs over qrpc's RDMA transport on the SOFTWARE"
+        print "EMULATION of the verbs layer (runtime/src/verbs_emu.c, which carries each"
+        print "queue pair over a loopback TCP socket with a thread per queue pair): for"
+        print "tracking the RDMA transport's own costs from run to run, not a measure of"
+        print "RDMA.  qrpc-rdma, over real verbs, runs only where an RDMA device exists."
+    }
     print ""
     if (net_peers) {
         print "The peers ran in the same rounds, each round's order of the systems"
@@ -318,6 +326,8 @@ function net_report(    i, k, q, d, verdict, head, rule) {
     print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     net_mixed_row("qrpc")
     net_mixed_row("bare")
+    net_mixed_row("qrpc-rdma-emu")
+    net_mixed_row("qrpc-rdma")
     if (net_peers) {
         print ""
         print "The peers do not run this workload."
