@@ -210,6 +210,14 @@ static const char *rd_status_name(qrpc__vwc_status s)
     }
 }
 
+static void rd_wake_reader(rd_pipe *p)
+{
+    uint64_t one = 1;
+
+    if (!atomic_exchange(&p->wfd_set, true) && write(p->wfd, &one, sizeof one) < 0)
+        qrpc__log(p->r->node, "rdma: cannot wake a reader: %s", strerror(errno));
+}
+
 /* Marks the pipe broken, once, with a log line unless why is NULL. */
 static void rd_break(rd_pipe *p, const char *why)
 {
@@ -218,14 +226,12 @@ static void rd_break(rd_pipe *p, const char *why)
     if (why != NULL && !atomic_load(&p->eof))
         qrpc__log(p->r->node, "rdma connection %s: %s", p->peer, why);
     p->r->ops->disconnect(p->ep);
-}
-
-static void rd_wake_reader(rd_pipe *p)
-{
-    uint64_t one = 1;
-
-    if (!atomic_exchange(&p->wfd_set, true) && write(p->wfd, &one, sizeof one) < 0)
-        qrpc__log(p->r->node, "rdma: cannot wake a reader: %s", strerror(errno));
+    /*
+     * Like a socket's end of stream, a break stays news until read: a
+     * read that returned data with it, or a writer that found it, must
+     * not leave the reader waiting for an event that already came.
+     */
+    rd_wake_reader(p);
 }
 
 /* ---- the send side (tx_lock held) ----------------------------------------------- */
