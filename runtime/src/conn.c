@@ -1318,8 +1318,9 @@ void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
     fe->dial = dial;
 }
 
-void qrpc__cfe_close(qrpc__cfe *fe)
+void qrpc__cfe_op_close(void *fep)
 {
+    qrpc__cfe *fe = fep;
     qrpc__conn *c;
 
     pthread_mutex_lock(&fe->lock);
@@ -1333,15 +1334,19 @@ void qrpc__cfe_close(qrpc__cfe *fe)
     }
 }
 
-void qrpc__cfe_fini(qrpc__cfe *fe)
+void qrpc__cfe_op_fini(void *fep)
 {
+    qrpc__cfe *fe = fep;
+
     if (fe->conn != NULL)
         qrpc__conn_unref(fe->conn);
     pthread_mutex_destroy(&fe->lock);
+    free(fe);
 }
 
-int qrpc__cfe_call(qrpc__cfe *fe, const qrpc__call *call)
+int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
 {
+    qrpc__cfe *fe = fep;
     qrpc__conn *c;
     int tries, rc = QRPC_EUNAVAILABLE;
 

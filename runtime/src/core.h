@@ -199,15 +199,19 @@ uint64_t qrpc__random64(void);
 /* Drops one reference; the last frees the node. */
 void qrpc__node_unref(qrpc_node *n);
 
-/* The node's clock, in ns; deadlines are on it. */
-static inline uint64_t qrpc__now_ns(const qrpc_node *n)
+/* CLOCK_MONOTONIC in ns. */
+static inline uint64_t qrpc__mono_ns(void)
 {
     struct timespec ts;
 
-    if (n->now != NULL)
-        return n->now(n->now_arg);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The node's clock, in ns; deadlines are on it. */
+static inline uint64_t qrpc__now_ns(const qrpc_node *n)
+{
+    return n->now != NULL ? n->now(n->now_arg) : qrpc__mono_ns();
 }
 
 /* How long a caller of n waiting for a reply spins first (config spin_us). */

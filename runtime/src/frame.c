@@ -50,62 +50,6 @@
 /* Request flags a peer may set: QRPC_METHOD_* of qrpc.h, and RETRY. */
 #define RX_REQ_FLAGS (QRPC_METHOD_IDEMPOTENT | QRPC_METHOD_ONEWAY | QRPC__REQ_RETRY)
 
-/* ---- little-endian loads and stores --------------------------------------- */
-
-static inline uint16_t frame_get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t frame_get32(const uint8_t *p)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint32_t v;
-
-    memcpy(&v, p, 4);
-    return v;
-#else
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-#endif
-}
-
-static inline uint64_t frame_get64(const uint8_t *p)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return v;
-#else
-    return (uint64_t)frame_get32(p + 4) << 32 | frame_get32(p);
-#endif
-}
-
-static inline void frame_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void frame_put32(uint8_t *p, uint32_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(p, &v, 4);
-#else
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-#endif
-}
-
-static inline void frame_put64(uint8_t *p, uint64_t v)
-{
-    frame_put32(p, (uint32_t)v);
-    frame_put32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* ---- encoders --------------------------------------------------------------- */
 
 void qrpc__fhdr_put(uint8_t out[QRPC__FRAME_HDR], const qrpc__fhdr *h)
@@ -116,41 +60,41 @@ void qrpc__fhdr_put(uint8_t out[QRPC__FRAME_HDR], const qrpc__fhdr *h)
     out[3] = h->type;
     out[4] = h->flags;
     out[5] = 0;
-    frame_put16(out + 6, 0);
-    frame_put32(out + 8, h->stream);
-    frame_put32(out + 12, h->len);
+    qrpc__put16(out + 6, 0);
+    qrpc__put32(out + 8, h->stream);
+    qrpc__put32(out + 12, h->len);
 }
 
 void qrpc__hello_put(uint8_t out[QRPC__HELLO_LEN], const qrpc__hello *h)
 {
-    frame_put64(out, h->incarnation);
-    frame_put32(out + 8, h->max_frame);
-    frame_put32(out + 12, h->max_message);
-    frame_put32(out + 16, h->max_inflight);
-    frame_put32(out + 20, 0);
+    qrpc__put64(out, h->incarnation);
+    qrpc__put32(out + 8, h->max_frame);
+    qrpc__put32(out + 12, h->max_message);
+    qrpc__put32(out + 16, h->max_inflight);
+    qrpc__put32(out + 20, 0);
 }
 
 size_t qrpc__reqhdr_put(uint8_t *out, const qrpc__reqhdr *h)
 {
-    frame_put32(out, h->body_len);
-    frame_put32(out + 4, h->method);
-    frame_put32(out + 8, h->version);
-    frame_put32(out + 12, h->flags);
-    frame_put64(out + 16, h->client_id);
-    frame_put64(out + 24, h->seq);
-    frame_put64(out + 32, h->acked);
-    frame_put64(out + 40, h->incarnation);
-    frame_put32(out + 48, h->deadline_ms);
-    frame_put16(out + 52, h->name_len);
-    frame_put16(out + 54, 0);
+    qrpc__put32(out, h->body_len);
+    qrpc__put32(out + 4, h->method);
+    qrpc__put32(out + 8, h->version);
+    qrpc__put32(out + 12, h->flags);
+    qrpc__put64(out + 16, h->client_id);
+    qrpc__put64(out + 24, h->seq);
+    qrpc__put64(out + 32, h->acked);
+    qrpc__put64(out + 40, h->incarnation);
+    qrpc__put32(out + 48, h->deadline_ms);
+    qrpc__put16(out + 52, h->name_len);
+    qrpc__put16(out + 54, 0);
     memcpy(out + QRPC__REQHDR_FIXED, h->name, h->name_len);
     return QRPC__REQHDR_FIXED + (size_t)h->name_len;
 }
 
 void qrpc__rephdr_put(uint8_t out[QRPC__REPHDR_LEN], const qrpc__rephdr *h)
 {
-    frame_put32(out, h->body_len);
-    frame_put32(out + 4, (uint32_t)h->status);
+    qrpc__put32(out, h->body_len);
+    qrpc__put32(out + 4, (uint32_t)h->status);
 }
 
 /* ---- the reader's state --------------------------------------------------- */
@@ -419,24 +363,24 @@ static int rx_msghdr(qrpc__rx *rx, const uint8_t *h, const char **why)
     qrpc__rx_msg *m = &rx->one.msg;
 
     if (m->type == QRPC__F_REPLY) {
-        m->rep.body_len = frame_get32(h);
-        m->rep.status = (int32_t)frame_get32(h + 4);
+        m->rep.body_len = qrpc__get32(h);
+        m->rep.status = (int32_t)qrpc__get32(h + 4);
         m->body_len = m->rep.body_len;
         rx->left -= QRPC__REPHDR_LEN;
         return rx_msg_start(rx, why);
     }
-    m->req.body_len = frame_get32(h);
-    m->req.method = frame_get32(h + 4);
-    m->req.version = frame_get32(h + 8);
-    m->req.flags = frame_get32(h + 12);
-    m->req.client_id = frame_get64(h + 16);
-    m->req.seq = frame_get64(h + 24);
-    m->req.acked = frame_get64(h + 32);
-    m->req.incarnation = frame_get64(h + 40);
-    m->req.deadline_ms = frame_get32(h + 48);
-    m->req.name_len = frame_get16(h + 52);
+    m->req.body_len = qrpc__get32(h);
+    m->req.method = qrpc__get32(h + 4);
+    m->req.version = qrpc__get32(h + 8);
+    m->req.flags = qrpc__get32(h + 12);
+    m->req.client_id = qrpc__get64(h + 16);
+    m->req.seq = qrpc__get64(h + 24);
+    m->req.acked = qrpc__get64(h + 32);
+    m->req.incarnation = qrpc__get64(h + 40);
+    m->req.deadline_ms = qrpc__get32(h + 48);
+    m->req.name_len = qrpc__get16(h + 52);
     m->body_len = m->req.body_len;
-    if (frame_get16(h + 54) != 0)
+    if (qrpc__get16(h + 54) != 0)
         return rx_fail(rx, why, "reserved request header field set");
     if (m->req.flags & ~RX_REQ_FLAGS)
         return rx_fail(rx, why, "unknown request flags");
@@ -471,11 +415,11 @@ static int rx_ctrl(qrpc__rx *rx, const uint8_t *h, const char **why)
     rx->left = 0;
     switch (rx->fh.type) {
     case QRPC__F_HELLO:
-        hello.incarnation = frame_get64(h);
-        hello.max_frame = frame_get32(h + 8);
-        hello.max_message = frame_get32(h + 12);
-        hello.max_inflight = frame_get32(h + 16);
-        if (frame_get32(h + 20) != 0)
+        hello.incarnation = qrpc__get64(h);
+        hello.max_frame = qrpc__get32(h + 8);
+        hello.max_message = qrpc__get32(h + 12);
+        hello.max_inflight = qrpc__get32(h + 16);
+        if (qrpc__get32(h + 20) != 0)
             return rx_fail(rx, why, "reserved HELLO field set");
         if (hello.max_frame < QRPC__FRAME_MIN || hello.max_message < RX_MIN_MESSAGE ||
             hello.max_inflight == 0)
@@ -487,7 +431,7 @@ static int rx_ctrl(qrpc__rx *rx, const uint8_t *h, const char **why)
     case QRPC__F_PONG:
         return rx->ops.on_pong != NULL ? rx->ops.on_pong(rx->owner, rx->fh.stream) : 0;
     default:                    /* QRPC__F_GOAWAY */
-        return rx->ops.on_goaway != NULL ? rx->ops.on_goaway(rx->owner, frame_get32(h)) : 0;
+        return rx->ops.on_goaway != NULL ? rx->ops.on_goaway(rx->owner, qrpc__get32(h)) : 0;
     }
 }
 
@@ -503,8 +447,8 @@ static int rx_frame(qrpc__rx *rx, const uint8_t *h, const char **why)
         return rx_fail(rx, why, "unsupported protocol version");
     fh->type = h[3];
     fh->flags = h[4];
-    fh->stream = frame_get32(h + 8);
-    fh->len = frame_get32(h + 12);
+    fh->stream = qrpc__get32(h + 8);
+    fh->len = qrpc__get32(h + 12);
     if (fh->type < QRPC__F_HELLO || fh->type > QRPC__F_GOAWAY)
         return rx_fail(rx, why, "unknown frame type");
     if (h[5] != 0 || h[6] != 0 || h[7] != 0)

@@ -27,10 +27,71 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "qrpc.h"
 
 #pragma GCC visibility push(hidden)
+
+/* ---- little-endian loads and stores ------------------------------------------ */
+
+/* The byte order of everything qrpc puts on the wire (frames, and the RDMA
+ * transport's own messages). */
+
+static inline uint16_t qrpc__get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static inline uint32_t qrpc__get32(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return v;
+#else
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+#endif
+}
+
+static inline uint64_t qrpc__get64(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+#else
+    return (uint64_t)qrpc__get32(p + 4) << 32 | qrpc__get32(p);
+#endif
+}
+
+static inline void qrpc__put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void qrpc__put32(uint8_t *p, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 4);
+#else
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+#endif
+}
+
+static inline void qrpc__put64(uint8_t *p, uint64_t v)
+{
+    qrpc__put32(p, (uint32_t)v);
+    qrpc__put32(p + 4, (uint32_t)(v >> 32));
+}
+
 
 #define QRPC__MAGIC0            0x51u   /* 'Q' */
 #define QRPC__MAGIC1            0x52u   /* 'R' */

@@ -597,14 +597,14 @@ static void *io_main(void *arg)
                     qrpc__log(n, "eventfd: %s", strerror(errno));
             } else if (key == IO_KEY_TIMER) {
                 io_tick(n);
-            } else if (key == IO_KEY_RLISTEN) {
-                qrpc__rdma_accept(n);
-                (void)io_ctl(io, EPOLL_CTL_MOD, io->rlistenfd, EPOLLIN | EPOLLONESHOT,
-                             IO_KEY_RLISTEN);
-            } else if (key == IO_KEY_LISTEN) {
-                qrpc__tcp_accept(n, io->listenfd);
-                (void)io_ctl(io, EPOLL_CTL_MOD, io->listenfd, EPOLLIN | EPOLLONESHOT,
-                             IO_KEY_LISTEN);
+            } else if (key == IO_KEY_LISTEN || key == IO_KEY_RLISTEN) {
+                int fd = key == IO_KEY_LISTEN ? io->listenfd : io->rlistenfd;
+
+                if (key == IO_KEY_LISTEN)
+                    qrpc__tcp_accept(n, fd);
+                else
+                    qrpc__rdma_accept(n);
+                (void)io_ctl(io, EPOLL_CTL_MOD, fd, EPOLLIN | EPOLLONESHOT, key);
             } else {
                 io_conn_event(n, key, ev[i].events, a.standby);
             }
@@ -721,28 +721,25 @@ int qrpc__io_start(qrpc_node *n)
     return 0;
 }
 
-int qrpc__io_listen(qrpc_node *n, int fd)
+/* Watches listening descriptor fd, kept in *slot, under key (one-shot). */
+static int io_listen_on(qrpc__io *io, int *slot, int fd, uint64_t key)
 {
-    qrpc__io *io = n->io;
-
-    io->listenfd = fd;
-    if (io_ctl(io, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLONESHOT, IO_KEY_LISTEN) != 0) {
-        io->listenfd = -1;
+    *slot = fd;
+    if (io_ctl(io, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLONESHOT, key) != 0) {
+        *slot = -1;
         return errno == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
     }
     return 0;
 }
 
+int qrpc__io_listen(qrpc_node *n, int fd)
+{
+    return io_listen_on(n->io, &n->io->listenfd, fd, IO_KEY_LISTEN);
+}
+
 int qrpc__io_listen_rdma(qrpc_node *n, int fd)
 {
-    qrpc__io *io = n->io;
-
-    io->rlistenfd = fd;
-    if (io_ctl(io, EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLONESHOT, IO_KEY_RLISTEN) != 0) {
-        io->rlistenfd = -1;
-        return errno == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
-    }
-    return 0;
+    return io_listen_on(n->io, &n->io->rlistenfd, fd, IO_KEY_RLISTEN);
 }
 
 void qrpc__io_stop(qrpc_node *n)

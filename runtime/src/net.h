@@ -193,10 +193,14 @@ typedef struct qrpc__cfe {
 
 void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
                     int (*dial)(qrpc__cfe *fe, uint64_t deadline_ns, qrpc__conn **out));
-/* fe_close, fe_fini (which does not free fe) and fe_call of transport.h */
-void qrpc__cfe_close(qrpc__cfe *fe);
-void qrpc__cfe_fini(qrpc__cfe *fe);
-int qrpc__cfe_call(qrpc__cfe *fe, const qrpc__call *call);
+/*
+ * The transport ops fe_close, fe_fini and fe_call of transport.h, for a
+ * FrontEnd that begins with a qrpc__cfe and was malloc'd whole (fe_fini
+ * frees it); only fe_init is the transport's own.
+ */
+void qrpc__cfe_op_close(void *fe);
+void qrpc__cfe_op_fini(void *fe);
+int qrpc__cfe_op_call(void *fe, const qrpc__call *call);
 
 /* ---- the event loop ------------------------------------------------------------ */
 

@@ -66,7 +66,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -75,7 +74,7 @@
 
 #define RD_MAGIC        0x5152444du     /* "QRDM" */
 #define RD_VERSION      1u
-#define RD_HDR          8u              /* type, pad, credits (16), length (32) */
+#define RD_HDR          8u              /* type, 0, credits (16), length (32): LE */
 #define RD_BUF          16384u          /* one send or receive buffer */
 #define RD_ZC_MIN       8192u           /* pieces this large are read, not copied */
 #define RD_ZC_MAX       8u              /* pieces out for the peer to read at once */
@@ -94,7 +93,7 @@ enum {
 #define RD_RDREQ_LEN 20u
 #define RD_RDDONE_LEN 4u
 
-/* What connect and accept carry (private data), big-endian. */
+/* What connect and accept carry (private data), little-endian as the rest. */
 #define RD_PDATA_LEN 16u
 
 typedef struct rd_pipe rd_pipe;
@@ -173,27 +172,6 @@ struct rd_pipe {
 static const qrpc__pipe_ops rd_pipe_ops;
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static void rd_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t rd_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t rd_monotonic_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static const char *rd_status_name(qrpc__vwc_status s)
 {
@@ -293,9 +271,8 @@ static int rd_post_buf(rd_pipe *p, uint32_t idx, uint8_t type, uint32_t len)
 
     buf[0] = type;
     buf[1] = 0;
-    buf[2] = (uint8_t)(ret >> 8);
-    buf[3] = (uint8_t)ret;
-    rd_put32(buf + 4, len);
+    qrpc__put16(buf + 2, (uint16_t)ret);
+    qrpc__put32(buf + 4, len);
     memset(&wr, 0, sizeof wr);
     wr.wr_id = idx;
     wr.op = QRPC__VOP_SEND;
@@ -331,7 +308,7 @@ static void rd_send_owed(rd_pipe *p)
     uint8_t id[4];
 
     if (p->done_owed) {
-        rd_put32(id, p->done_id);
+        qrpc__put32(id, p->done_id);
         if (rd_send_msg(p, RD_RDDONE, id, sizeof id) == 0)
             p->done_owed = false;
     }
@@ -368,11 +345,10 @@ static int rd_zc_offer(rd_pipe *p, const uint8_t *base, uint32_t len, uint64_t s
     z->id = ++p->zc_next;
     z->start = start;
     z->done = false;
-    rd_put32(req, (uint32_t)((uint64_t)(uintptr_t)base >> 32));
-    rd_put32(req + 4, (uint32_t)(uintptr_t)base);
-    rd_put32(req + 8, z->mr.rkey);
-    rd_put32(req + 12, len);
-    rd_put32(req + 16, z->id);
+    qrpc__put64(req, (uint64_t)(uintptr_t)base);
+    qrpc__put32(req + 8, z->mr.rkey);
+    qrpc__put32(req + 12, len);
+    qrpc__put32(req + 16, z->id);
     rc = rd_send_msg(p, RD_RDREQ, req, sizeof req);
     if (rc != 0) {
         p->r->ops->dereg_mr(p->r->dev, &z->mr);
@@ -586,8 +562,8 @@ static bool rd_on_recv(rd_pipe *p, const qrpc__vwc *wc)
         return false;
     }
     buf = p->rbufs + (size_t)wc->wr_id * RD_BUF;
-    credit = (uint32_t)buf[2] << 8 | buf[3];
-    len = rd_get32(buf + 4);
+    credit = qrpc__get16(buf + 2);
+    len = qrpc__get32(buf + 4);
     if (len != wc->byte_len - RD_HDR)
         bad = "a message whose length disagrees with what arrived";
     else if (atomic_load(&p->credits) + credit > p->nsend)
@@ -620,13 +596,13 @@ static bool rd_on_recv(rd_pipe *p, const qrpc__vwc *wc)
     case RD_RDDONE:
         /* pieces are read in order: every one up to this id is done */
         pthread_mutex_lock(&p->tx_lock);
-        bad = rd_zc_done(p, rd_get32(buf + RD_HDR)) ? NULL : "a read-done for no read";
+        bad = rd_zc_done(p, qrpc__get32(buf + RD_HDR)) ? NULL : "a read-done for no read";
         pthread_mutex_unlock(&p->tx_lock);
         break;
     case RD_RDREQ: {
-        uint64_t addr = (uint64_t)rd_get32(buf + RD_HDR) << 32 | rd_get32(buf + RD_HDR + 4);
-        uint32_t rkey = rd_get32(buf + RD_HDR + 8);
-        uint32_t rlen = rd_get32(buf + RD_HDR + 12);
+        uint64_t addr = qrpc__get64(buf + RD_HDR);
+        uint32_t rkey = qrpc__get32(buf + RD_HDR + 8);
+        uint32_t rlen = qrpc__get32(buf + RD_HDR + 12);
         qrpc__vsend wr;
 
         if (rlen == 0 || rlen > p->zc_max) {
@@ -647,7 +623,7 @@ static bool rd_on_recv(rd_pipe *p, const qrpc__vwc *wc)
         wr.remote_addr = addr;
         wr.rkey = rkey;
         p->rd_posted = true;
-        p->rd_id = rd_get32(buf + RD_HDR + 16);
+        p->rd_id = qrpc__get32(buf + RD_HDR + 16);
         p->rd_len = rlen;
         atomic_store(&p->st_ready, false);
         pthread_mutex_lock(&p->tx_lock);
@@ -670,6 +646,17 @@ static bool rd_on_recv(rd_pipe *p, const qrpc__vwc *wc)
     return true;
 }
 
+/* Copies what fits in room bytes at out from src[*off, end); advances *off. */
+static size_t rd_copy_out(uint8_t *out, size_t room, const uint8_t *src, uint32_t *off,
+                          uint32_t end)
+{
+    size_t n = end - *off < room ? end - *off : room;
+
+    memcpy(out, src + *off, n);
+    *off += (uint32_t)n;
+    return n;
+}
+
 static ssize_t rd_read(void *pp, void *dst, size_t len)
 {
     rd_pipe *p = pp;
@@ -678,7 +665,9 @@ static ssize_t rd_read(void *pp, void *dst, size_t len)
     bool armed_recv = false, armed_send = false;    /* each CQ once per read */
     uint64_t v;
 
-    if (atomic_exchange(&p->wfd_set, false) && read(p->wfd, &v, sizeof v) < 0 &&
+    /* a plain load first: the common read has nothing to drain */
+    if (atomic_load_explicit(&p->wfd_set, memory_order_relaxed) &&
+        atomic_exchange(&p->wfd_set, false) && read(p->wfd, &v, sizeof v) < 0 &&
         errno != EAGAIN)
         qrpc__log(p->r->node, "rdma: eventfd: %s", strerror(errno));
     while (got < len) {
@@ -686,13 +675,7 @@ static ssize_t rd_read(void *pp, void *dst, size_t len)
         int k;
 
         if (p->st_len != 0) {           /* a read piece going up */
-            size_t n = p->st_len - p->st_off;
-
-            if (n > len - got)
-                n = len - got;
-            memcpy(out + got, p->stage + p->st_off, n);
-            got += n;
-            p->st_off += (uint32_t)n;
+            got += rd_copy_out(out + got, len - got, p->stage, &p->st_off, p->st_len);
             if (p->st_off == p->st_len) {
                 p->st_len = p->st_off = 0;
                 p->done_owed = true;
@@ -720,14 +703,8 @@ static ssize_t rd_read(void *pp, void *dst, size_t len)
             armed_send = true;
             continue;
         }
-        if (p->cur != NULL) {
-            size_t n = p->cur_end - p->cur_off;
-
-            if (n > len - got)
-                n = len - got;
-            memcpy(out + got, p->cur + p->cur_off, n);
-            got += n;
-            p->cur_off += (uint32_t)n;
+        if (p->cur != NULL) {           /* a received message going up */
+            got += rd_copy_out(out + got, len - got, p->cur, &p->cur_off, p->cur_end);
             if (p->cur_off == p->cur_end) {
                 p->cur = NULL;
                 rd_recycle(p, p->cur_idx);
@@ -802,7 +779,7 @@ static void rd_unlist(rd_pipe *p)
  */
 static void rd_linger(rd_pipe *p)
 {
-    uint64_t until = rd_monotonic_ns() + (uint64_t)RD_LINGER_MS * 1000000u;
+    uint64_t until = qrpc__mono_ns() + (uint64_t)RD_LINGER_MS * 1000000u;
     struct pollfd pf;
 
     pf.fd = p->r->ops->ep_fd(p->ep);
@@ -810,7 +787,7 @@ static void rd_linger(rd_pipe *p)
     while (!atomic_load(&p->broken)) {
         (void)p->r->ops->arm(p->ep, QRPC__VCQ_SEND);
         rd_reap_send(p, false);
-        if (p->nfree == p->nsend || rd_monotonic_ns() >= until)
+        if (p->nfree == p->nsend || qrpc__mono_ns() >= until)
             break;
         (void)poll(&pf, 1, 10);
     }
@@ -927,12 +904,11 @@ static int rd_post_all(rd_pipe *p)
 static void rd_pdata_put(const rd_pipe *p, uint8_t *pd)
 {
     memset(pd, 0, RD_PDATA_LEN);
-    rd_put32(pd, RD_MAGIC);
+    qrpc__put32(pd, RD_MAGIC);
     pd[4] = RD_VERSION;
-    pd[6] = (uint8_t)(p->nrecv >> 8);
-    pd[7] = (uint8_t)p->nrecv;
-    rd_put32(pd + 8, RD_BUF);
-    rd_put32(pd + 12, p->zc_max);
+    qrpc__put16(pd + 6, (uint16_t)p->nrecv);
+    qrpc__put32(pd + 8, RD_BUF);
+    qrpc__put32(pd + 12, p->zc_max);
 }
 
 /* The peer's private data: its receives become our send buffers and credits. */
@@ -941,7 +917,7 @@ static int rd_pdata_take(rd_pipe *p, const uint8_t *pd, size_t len, const char *
     uint32_t credits, zc;
     size_t sb;
 
-    if (len < RD_PDATA_LEN || rd_get32(pd) != RD_MAGIC) {
+    if (len < RD_PDATA_LEN || qrpc__get32(pd) != RD_MAGIC) {
         *why = "not a qrpc RDMA peer";
         return QRPC_EPROTO;
     }
@@ -949,9 +925,9 @@ static int rd_pdata_take(rd_pipe *p, const uint8_t *pd, size_t len, const char *
         *why = "an RDMA protocol version we do not speak";
         return QRPC_EPROTO;
     }
-    credits = (uint32_t)pd[6] << 8 | pd[7];
-    zc = rd_get32(pd + 12);
-    if (credits < RD_CREDITS_MIN || credits > RD_CREDITS_MAX || rd_get32(pd + 8) != RD_BUF ||
+    credits = qrpc__get16(pd + 6);
+    zc = qrpc__get32(pd + 12);
+    if (credits < RD_CREDITS_MIN || credits > RD_CREDITS_MAX || qrpc__get32(pd + 8) != RD_BUF ||
         zc > QRPC__MAX_FRAME) {
         *why = "RDMA parameters out of range";
         return QRPC_EPROTO;
@@ -996,9 +972,8 @@ static int rd_pipe_start(rd_pipe *p, qrpc__conn_role role, qrpc__conn **out)
     qrpc__rdma *r = p->r;
     int rc;
 
-    if (!r->polling) {
+    if (!r->polling)
         (void)r->ops->arm(p->ep, QRPC__VCQ_RECV);
-    }
     rc = qrpc__conn_new_pipe(r->node, p->efd, &rd_pipe_ops, p, role, p->peer, out);
     if (rc != 0) {
         rd_free(p);
@@ -1282,7 +1257,7 @@ static int rd_dial(qrpc__cfe *cfe, uint64_t deadline_ns, qrpc__conn **out)
     rel = deadline_ns > now ? deadline_ns - now : 0;
     if (rel > (uint64_t)RD_DIAL_MS * 1000000u)
         rel = (uint64_t)RD_DIAL_MS * 1000000u;
-    deadline = rd_monotonic_ns() + rel;
+    deadline = qrpc__mono_ns() + rel;
     rc = rd_pipe_new(r, &p);
     if (rc != 0)
         return QRPC_EUNAVAILABLE;
@@ -1333,29 +1308,11 @@ static int rd_fe_init(void **fep, qrpc_node *n, const char *addr)
     return 0;
 }
 
-static void rd_fe_close(void *fep)
-{
-    qrpc__cfe_close(fep);
-}
-
-static void rd_fe_fini(void *fep)
-{
-    rd_fe *fe = fep;
-
-    qrpc__cfe_fini(&fe->cfe);
-    free(fe);
-}
-
-static int rd_fe_call(void *fep, const qrpc__call *call)
-{
-    return qrpc__cfe_call(fep, call);
-}
-
 static const qrpc__fe_ops rd_fe_ops = {
     .fe_init = rd_fe_init,
-    .fe_close = rd_fe_close,
-    .fe_fini = rd_fe_fini,
-    .fe_call = rd_fe_call,
+    .fe_close = qrpc__cfe_op_close,
+    .fe_fini = qrpc__cfe_op_fini,
+    .fe_call = qrpc__cfe_op_call,
 };
 
 const qrpc__tran qrpc__tran_rdma = {

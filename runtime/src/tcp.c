@@ -253,29 +253,11 @@ static int tcp_fe_init(void **fep, qrpc_node *n, const char *addr)
     return 0;
 }
 
-static void tcp_fe_close(void *fep)
-{
-    qrpc__cfe_close(fep);
-}
-
-static void tcp_fe_fini(void *fep)
-{
-    tcp_fe *fe = fep;
-
-    qrpc__cfe_fini(&fe->cfe);
-    free(fe);
-}
-
-static int tcp_fe_call(void *fep, const qrpc__call *call)
-{
-    return qrpc__cfe_call(fep, call);
-}
-
 static const qrpc__fe_ops tcp_fe_ops = {
     .fe_init = tcp_fe_init,
-    .fe_close = tcp_fe_close,
-    .fe_fini = tcp_fe_fini,
-    .fe_call = tcp_fe_call,
+    .fe_close = qrpc__cfe_op_close,
+    .fe_fini = qrpc__cfe_op_fini,
+    .fe_call = qrpc__cfe_op_call,
 };
 
 const qrpc__tran qrpc__tran_tcp = {

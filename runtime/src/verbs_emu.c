@@ -92,7 +92,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -170,9 +169,9 @@ typedef struct emu_hdr {
 typedef struct emu_rx {
     uint8_t raw[EMU_HDR];
     size_t got;                 /* header bytes, then data bytes */
-    bool in_data;               /* the header is in; data follows */
     emu_hdr h;
-    uint8_t *data;              /* h.len bytes */
+    uint8_t *data;              /* h.len (> 0) bytes once the header is in and data
+                                   follows; NULL while a header is being read */
 } emu_rx;
 
 struct qrpc__vep {
@@ -203,14 +202,6 @@ struct qrpc__vep {
 
 /* ---- small things ------------------------------------------------------------- */
 
-static uint64_t emu_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Waits until fd polls for events or deadline: 1 ready, 0 timed out, -1 errno. */
 static int emu_wait(int fd, short events, uint64_t deadline)
 {
@@ -218,7 +209,7 @@ static int emu_wait(int fd, short events, uint64_t deadline)
     int rc;
 
     for (;;) {
-        uint64_t now = emu_now_ns(), left = deadline <= now ? 0 : deadline - now;
+        uint64_t now = qrpc__mono_ns(), left = deadline <= now ? 0 : deadline - now;
         uint64_t ms = left / 1000000u + (left % 1000000u != 0);
 
         if (ms > INT_MAX)
@@ -226,7 +217,7 @@ static int emu_wait(int fd, short events, uint64_t deadline)
         rc = poll(&pfd, 1, (int)ms);
         if (rc > 0)
             return 1;
-        if (rc == 0 && emu_now_ns() >= deadline)
+        if (rc == 0 && qrpc__mono_ns() >= deadline)
             return 0;
         if (rc < 0 && errno != EINTR)
             return -1;
@@ -561,13 +552,20 @@ static emu_pkt *emu_pkt_new(uint8_t type, uint8_t status, uint32_t len, uint64_t
     return p;
 }
 
-static void emu_queue(qrpc__vep *e, emu_pkt *p)
+/* Appends p to the outgoing queue; true if it was empty. */
+static bool emu_append(qrpc__vep *e, emu_pkt *p)
 {
     bool was_empty = e->out == NULL;
 
     *e->out_tail = p;
     e->out_tail = &p->next;
-    if (was_empty)
+    return was_empty;
+}
+
+/* Queues p from outside the adapter: wakes it to write. */
+static void emu_queue(qrpc__vep *e, emu_pkt *p)
+{
+    if (emu_append(e, p))
         emu_kick(e->wake_fd);
 }
 
@@ -619,7 +617,11 @@ static void emu_fail(qrpc__vep *e, int nak, bool abrupt)
     emu_kick(e->wake_fd);
 }
 
-/* Queues p (NULL: an OK without data) as the answer to a request. */
+/*
+ * Queues p (NULL: an OK without data) as the answer to a request.  The
+ * adapter's own (it reads requests): it writes what is queued once
+ * emu_read returns, so it needs no kick of its wake_fd.
+ */
 static void emu_respond(qrpc__vep *e, emu_pkt *p)
 {
     if (p == NULL)
@@ -627,7 +629,7 @@ static void emu_respond(qrpc__vep *e, emu_pkt *p)
     if (p == NULL)
         emu_fail(e, EMU_R_OK, true);
     else
-        emu_queue(e, p);
+        (void)emu_append(e, p);
 }
 
 /* ---- the adapter: writing ---------------------------------------------------------- */
@@ -688,7 +690,7 @@ static void emu_hdr_get(const uint8_t *b, emu_hdr *h)
 
 /*
  * A whole header is in (endpoint locked): checks it, then either handles
- * the packet or, when data follows, makes room for it (rx->in_data).
+ * the packet or, when data follows, makes room for it (rx->data).
  * Every target is checked before a byte is buffered.
  */
 static void emu_rx_begin(qrpc__vep *e)
@@ -788,14 +790,13 @@ static void emu_rx_begin(qrpc__vep *e)
             emu_fail(e, EMU_R_OK, false);
             return;
         }
-        if (w->op != QRPC__VOP_READ || h->len == 0) {
-            if (h->len != (w->op == QRPC__VOP_READ ? w->sge.len : 0))
-                goto bad;
+        /* an OK carries a READ's bytes, all it asked for, and nothing else */
+        if (h->len != (w->op == QRPC__VOP_READ ? w->sge.len : 0))
+            goto bad;
+        if (h->len == 0) {
             emu_sq_complete(e, QRPC__VWC_OK, 0);
             return;
         }
-        if (h->len != w->sge.len)
-            goto bad;
         if (!emu_mr_io(e->dev, w->sge.lkey, false, (uint64_t)(uintptr_t)w->sge.addr, h->len,
                        QRPC__VACC_LOCAL_WRITE, EMU_CHECK, NULL)) {
             emu_sq_complete(e, QRPC__VWC_LOC_PROT, 0);
@@ -807,16 +808,21 @@ static void emu_rx_begin(qrpc__vep *e)
         goto bad;
     }
     rx->data = malloc(h->len);
-    if (rx->data == NULL) {
+    if (rx->data == NULL)
         emu_fail(e, EMU_R_OK, true);
-        return;
-    }
-    rx->in_data = true;
     return;
 
 bad:
     /* not our protocol: nothing more from this peer can be trusted */
     emu_fail(e, EMU_R_OK, true);
+}
+
+/* Drops the packet being read: the next bytes are a header. */
+static void emu_rx_reset(emu_rx *rx)
+{
+    free(rx->data);
+    rx->data = NULL;
+    rx->got = 0;
 }
 
 /* The data of the packet rx->h is in (endpoint locked): places it. */
@@ -867,37 +873,37 @@ static void emu_rx_end(qrpc__vep *e)
         break;
     }
 out:
-    free(rx->data);
-    rx->data = NULL;
-    rx->in_data = false;
-    rx->got = 0;
+    emu_rx_reset(rx);
 }
 
-/* Reads what the socket has (a burst at most), packet by packet. */
+/*
+ * Reads what the socket has (a burst at most), packet by packet.  The
+ * endpoint is locked once per whole header or data, not per recv: the
+ * error state, which only grows, is looked at then (and at the start), and
+ * a packet read on after a failure elsewhere (a disconnect) is dropped by
+ * emu_rx_begin or emu_rx_end.
+ */
 static void emu_read(qrpc__vep *e)
 {
     emu_rx *rx = &e->rx;
     uint8_t scrap[4096];
+    bool error;
     int i;
 
+    pthread_mutex_lock(&e->lock);
+    error = e->error;
+    pthread_mutex_unlock(&e->lock);
     for (i = 0; i < EMU_RX_BURST; i++) {
-        bool error;
         uint8_t *dst;
         size_t want;
         ssize_t n;
 
-        pthread_mutex_lock(&e->lock);
-        error = e->error;
-        pthread_mutex_unlock(&e->lock);
         if (error) {
             /* read to the EOF, dropping everything: the peer must not block writing */
-            free(rx->data);
-            rx->data = NULL;
-            rx->in_data = false;
-            rx->got = 0;
+            emu_rx_reset(rx);
             dst = scrap;
             want = sizeof scrap;
-        } else if (!rx->in_data) {
+        } else if (rx->data == NULL) {
             dst = rx->raw + rx->got;
             want = EMU_HDR - rx->got;
         } else {
@@ -919,13 +925,13 @@ static void emu_read(qrpc__vep *e)
         if (error)
             continue;
         rx->got += (size_t)n;
-        if (!rx->in_data && rx->got == EMU_HDR) {
+        if (rx->got == (rx->data == NULL ? EMU_HDR : rx->h.len)) {
             pthread_mutex_lock(&e->lock);
-            emu_rx_begin(e);
-            pthread_mutex_unlock(&e->lock);
-        } else if (rx->in_data && rx->got == rx->h.len) {
-            pthread_mutex_lock(&e->lock);
-            emu_rx_end(e);
+            if (rx->data == NULL)
+                emu_rx_begin(e);
+            else
+                emu_rx_end(e);
+            error = e->error;
             pthread_mutex_unlock(&e->lock);
         }
     }
@@ -1069,30 +1075,28 @@ static int emu_post_send(qrpc__vep *e, const qrpc__vsend *wr)
     uint32_t len = wr->sge.len;
     emu_pkt *p = NULL;
     emu_swr *w;
-    bool full, error;
 
     if (wr->op != QRPC__VOP_SEND && wr->op != QRPC__VOP_WRITE_IMM && wr->op != QRPC__VOP_READ)
         return QRPC_EINVAL;
-    pthread_mutex_lock(&e->lock);
-    full = e->sq_posted - e->sq_polled >= e->caps.max_send;
-    error = e->error;
-    pthread_mutex_unlock(&e->lock);
-    if (full)
-        return QRPC_ENOMEM;
     /*
-     * The local bytes are read now, as the caller may reuse them once the
-     * request completes; the packet is made without the endpoint's lock
-     * (only the send side posts, so the room found above stays).
+     * sq_posted and sq_polled change only on the send side (post_send and
+     * poll_cq of the send CQ, one thread at a time: verbs.h), which is the
+     * caller's, so the room is found without the lock and stays.  The
+     * local bytes are read now, as the caller may reuse them once the
+     * request completes, and the packet made without the lock too; if the
+     * queue pair failed, before or meanwhile, the request flushes below.
      */
-    if (!error && len > EMU_MSG_MAX) {
+    if (e->sq_posted - e->sq_polled >= e->caps.max_send)
+        return QRPC_ENOMEM;
+    if (len > EMU_MSG_MAX) {
         bad = QRPC__VWC_LOC_LEN;
-    } else if (!error && wr->op == QRPC__VOP_READ) {
+    } else if (wr->op == QRPC__VOP_READ) {
         if (len > 0 && !emu_mr_io(e->dev, wr->sge.lkey, false, local, len,
                                   QRPC__VACC_LOCAL_WRITE, EMU_CHECK, NULL))
             bad = QRPC__VWC_LOC_PROT;
         else if ((p = emu_pkt_new(EMU_T_READ, 0, len, wr->remote_addr, wr->rkey, 0, 0)) == NULL)
             return QRPC_ENOMEM;
-    } else if (!error) {
+    } else {
         p = wr->op == QRPC__VOP_SEND ? emu_pkt_new(EMU_T_SEND, 0, len, 0, 0, 0, len)
                                      : emu_pkt_new(EMU_T_WRITE_IMM, 0, len, wr->remote_addr,
                                                    wr->rkey, wr->imm, len);
@@ -1253,7 +1257,7 @@ static int emu_accept(qrpc__vlis *l, const qrpc__vcaps *caps, qrpc__vep **out, v
     emu_tune(fd);
     qrpc__addr_format((struct sockaddr *)&sa, who, sizeof who);
     if (emu_xfer(fd, hello, sizeof hello, false,
-                 emu_now_ns() + EMU_ACCEPT_WAIT_MS * 1000000ull) != 0) {
+                 qrpc__mono_ns() + EMU_ACCEPT_WAIT_MS * 1000000ull) != 0) {
         rc = QRPC_EIO;
         goto fail;
     }
@@ -1289,7 +1293,7 @@ static int emu_accept_finish(qrpc__vep *e, const void *pdata, size_t pdata_len)
     emu_hello_put(hello, &e->caps, pdata, pdata_len);
     /* a fresh socket's buffer takes it at once; the wait is for form's sake */
     if (emu_xfer(e->sock, hello, sizeof hello, true,
-                 emu_now_ns() + EMU_ACCEPT_WAIT_MS * 1000000ull) != 0)
+                 qrpc__mono_ns() + EMU_ACCEPT_WAIT_MS * 1000000ull) != 0)
         return QRPC_EIO;
     return emu_start(e);
 }

@@ -55,7 +55,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <infiniband/verbs.h>
@@ -124,14 +123,6 @@ static int vi_errno_rc(int err)
     return err == ENOMEM ? QRPC_ENOMEM : QRPC_EIO;
 }
 
-static uint64_t vi_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int vi_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -175,7 +166,7 @@ static void vi_status(enum rdma_cm_event_type type, int status, char *buf, size_
 /* Milliseconds left until deadline for one resolution step: 1..VI_RESOLVE_MS. */
 static int vi_step_ms(uint64_t deadline)
 {
-    uint64_t now = vi_now(), ms;
+    uint64_t now = qrpc__mono_ns(), ms;
 
     ms = deadline <= now ? 1 : (deadline - now + 999999u) / 1000000u;
     return ms > VI_RESOLVE_MS ? VI_RESOLVE_MS : ms == 0 ? 1 : (int)ms;
@@ -196,7 +187,7 @@ static int vi_cm_next(struct rdma_event_channel *ch, uint64_t deadline,
             return 0;
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return QRPC_EIO;
-        now = vi_now();
+        now = qrpc__mono_ns();
         if (now >= deadline)
             return QRPC_ETIMEDOUT;
         ms = (deadline - now + 999999u) / 1000000u;
@@ -233,6 +224,18 @@ static int vi_cm_expect(qrpc__vep *e, enum rdma_cm_event_type want, const char *
     rdma_ack_cm_event(*ev);
     *ev = NULL;
     return QRPC_EUNAVAILABLE;
+}
+
+/* Copies an event's private data (at most QRPC__VPDATA_MAX bytes, padded: see the top). */
+static void vi_pdata(const struct rdma_cm_event *ev, void *out, size_t *len)
+{
+    size_t n = ev->param.conn.private_data != NULL ? ev->param.conn.private_data_len : 0;
+
+    if (n > QRPC__VPDATA_MAX)
+        n = QRPC__VPDATA_MAX;
+    if (n > 0)
+        memcpy(out, ev->param.conn.private_data, n);
+    *len = n;
 }
 
 /* ---- the device --------------------------------------------------------------- */
@@ -642,7 +645,7 @@ static void vi_wc(const struct ibv_wc *w, qrpc__vwc *out)
  */
 static void vi_cm_check(qrpc__vep *e)
 {
-    uint64_t now = vi_now(), next = atomic_load(&e->cm_next);
+    uint64_t now = qrpc__mono_ns(), next = atomic_load(&e->cm_next);
 
     if (now < next || atomic_load(&e->down) ||
         !atomic_compare_exchange_strong(&e->cm_next, &next, now + VI_CM_CHECK_NS))
@@ -743,7 +746,6 @@ static int vi_accept(qrpc__vlis *l, const qrpc__vcaps *caps, qrpc__vep **out, vo
     struct rdma_cm_id *id;
     qrpc__vep *e = NULL;
     uint8_t req_resp, req_init;
-    size_t n;
     int rc;
 
     *out = NULL;
@@ -761,12 +763,7 @@ static int vi_accept(qrpc__vlis *l, const qrpc__vcaps *caps, qrpc__vep **out, vo
         rdma_ack_cm_event(ev);
     }
     id = ev->id;
-    n = ev->param.conn.private_data != NULL ? ev->param.conn.private_data_len : 0;
-    if (n > QRPC__VPDATA_MAX)
-        n = QRPC__VPDATA_MAX;
-    if (n > 0)
-        memcpy(pdata, ev->param.conn.private_data, n);
-    *pdata_len = n;
+    vi_pdata(ev, pdata, pdata_len);
     req_resp = ev->param.conn.responder_resources;
     req_init = ev->param.conn.initiator_depth;
     /*
@@ -860,7 +857,7 @@ static int vi_connect_start(qrpc__vdev *d, const char *addr, const qrpc__vcaps *
         vi_why(why, why_len, "rdma_create_id: %s", strerror(errno));
         goto fail;
     }
-    if (vi_now() >= deadline) {
+    if (qrpc__mono_ns() >= deadline) {
         rc = QRPC_EUNAVAILABLE;
         vi_why(why, why_len, "%s: timed out before resolving", addr);
         goto fail;
@@ -909,7 +906,6 @@ static int vi_connect_finish(qrpc__vep *e, const void *pdata, size_t pdata_len,
 {
     struct rdma_conn_param p;
     struct rdma_cm_event *ev;
-    size_t n;
     int rc;
 
     *peer_pdata_len = 0;
@@ -934,12 +930,7 @@ static int vi_connect_finish(qrpc__vep *e, const void *pdata, size_t pdata_len,
     rc = vi_cm_expect(e, RDMA_CM_EVENT_ESTABLISHED, "connect", deadline, &ev, why, why_len);
     if (rc != 0)
         return rc;
-    n = ev->param.conn.private_data != NULL ? ev->param.conn.private_data_len : 0;
-    if (n > QRPC__VPDATA_MAX)
-        n = QRPC__VPDATA_MAX;
-    if (n > 0)
-        memcpy(peer_pdata, ev->param.conn.private_data, n);
-    *peer_pdata_len = n;
+    vi_pdata(ev, peer_pdata, peer_pdata_len);
     rdma_ack_cm_event(ev);
     return 0;
 }

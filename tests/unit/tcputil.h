@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "qrpc.h"
 #include "testutil.h"
 
 /* What a client address begins with ("rdma-emu://" when test_rdma.c runs
@@ -219,6 +220,29 @@ static inline char *tt_log_dump(tt_log *l)
     s = strdup(l->text != NULL ? l->text : "");
     pthread_mutex_unlock(&l->lock);
     return s;
+}
+
+/*
+ * A node whose log goes to log (initialised here); listen, master and
+ * rdma as qrpc_node_config has them.  Fails the test if it cannot be made.
+ */
+static inline qrpc_node *tt_node(tt_log *log, const char *listen, const char *master,
+                                 const char *rdma)
+{
+    qrpc_node_config cfg;
+    qrpc_node *n = NULL;
+    int rc;
+
+    tt_log_init(log);
+    qrpc_node_config_init(&cfg);
+    cfg.listen = listen;
+    cfg.master = master;
+    cfg.rdma = rdma;
+    cfg.log = tt_log_fn;
+    cfg.log_arg = log;
+    rc = qrpc_node_create(&cfg, &n);
+    ck_assert_msg(rc == 0, "qrpc_node_create: %s", qrpc_err_name(rc));
+    return n;
 }
 
 /* ---- server processes -------------------------------------------------------- */

@@ -69,19 +69,7 @@ static void mt_master_config(qrpc_master_config *cfg, tt_log *log)
 /* A node whose log goes to log; listen and master as qrpc_node_config has them. */
 static qrpc_node *mt_node(tt_log *log, const char *listen, const char *master)
 {
-    qrpc_node_config cfg;
-    qrpc_node *n = NULL;
-    int rc;
-
-    tt_log_init(log);
-    qrpc_node_config_init(&cfg);
-    cfg.listen = listen;
-    cfg.master = master;
-    cfg.log = tt_log_fn;
-    cfg.log_arg = log;
-    rc = qrpc_node_create(&cfg, &n);
-    ck_assert_msg(rc == 0, "qrpc_node_create: %s", qrpc_err_name(rc));
-    return n;
+    return tt_node(log, listen, master, NULL);
 }
 
 /*

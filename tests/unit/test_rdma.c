@@ -22,6 +22,7 @@
 #include "test_tcp.c"
 
 #include "../../runtime/src/core.h"
+#include "../../runtime/src/frame.h"
 #include "../../runtime/src/verbs.h"
 
 static const char *rdma_provider = "emu";
@@ -93,10 +94,13 @@ START_TEST(rdma_tight_credits)
 }
 END_TEST
 
+static bool rdma_have_device(char *why, size_t len);
+
 START_TEST(rdma_bad_config)
 {
     qrpc_node_config cfg;
     qrpc_node *n = NULL;
+    char why[160];
     tt_log log;
 
     tt_log_init(&log);
@@ -115,8 +119,22 @@ START_TEST(rdma_bad_config)
     cfg.rdma_credits = 0;
     cfg.rdma_polling = 2;
     ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EINVAL);
-    /* a node without RDMA cannot take an RDMA address */
+    /* an RDMA listener on an address that does not parse */
     cfg.rdma_polling = 0;
+    cfg.rdma = "emu";
+    cfg.listen = "127.0.0.1:0";
+    cfg.rdma_listen = "no-such-address";
+    ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_EADDR);
+    ck_assert(tt_log_wait(&log, "rdma: cannot listen on no-such-address", 1000));
+    cfg.listen = NULL;
+    cfg.rdma_listen = NULL;
+    /* real verbs asked for where there is no device */
+    if (!rdma_have_device(why, sizeof why)) {
+        cfg.rdma = "verbs";
+        ck_assert_int_eq(qrpc_node_create(&cfg, &n), QRPC_ENOTSUP);
+        ck_assert(tt_log_wait(&log, "rdma: ", 1000));
+    }
+    /* a node without RDMA cannot take an RDMA address */
     cfg.rdma = "none";
     ck_assert_int_eq(qrpc_node_create(&cfg, &n), 0);
     {
@@ -136,7 +154,8 @@ END_TEST
 
 /*
  * A raw peer: the verbs layer used directly, speaking rdma.c's protocol
- * by hand (the constants are the protocol's, restated here on purpose).
+ * (qrpc-protocol(7), RDMA) by hand: the constants are the protocol's,
+ * restated here on purpose.
  */
 #define RP_BUF     16384u
 #define RP_RECVS   32u
@@ -155,14 +174,11 @@ typedef struct rp {
 static void rp_pdata(uint8_t *pd, uint32_t magic)
 {
     memset(pd, 0, 16);
-    pd[0] = (uint8_t)(magic >> 24);
-    pd[1] = (uint8_t)(magic >> 16);
-    pd[2] = (uint8_t)(magic >> 8);
-    pd[3] = (uint8_t)magic;
+    qrpc__put32(pd, magic);
     pd[4] = 1;
-    pd[7] = RP_RECVS;
-    pd[10] = (uint8_t)(RP_BUF >> 8);
-    pd[14] = 1;                 /* 64 KiB of staging */
+    qrpc__put16(pd + 6, RP_RECVS);
+    qrpc__put32(pd + 8, RP_BUF);
+    qrpc__put32(pd + 12, 65536);        /* its staging buffer */
 }
 
 /* Connects to url's host:port; magic is what the private data begins with. */
@@ -214,14 +230,6 @@ static void rp_close(rp *p)
     free(p->small);
 }
 
-static void rp_put32(uint8_t *b, uint32_t v)
-{
-    b[0] = (uint8_t)(v >> 24);
-    b[1] = (uint8_t)(v >> 16);
-    b[2] = (uint8_t)(v >> 8);
-    b[3] = (uint8_t)v;
-}
-
 /* Sends one message: type, credits given back, declared length, body. */
 static void rp_send(rp *p, uint8_t type, uint16_t credits, uint32_t declared,
                     const uint8_t *body, uint32_t len)
@@ -231,9 +239,8 @@ static void rp_send(rp *p, uint8_t type, uint16_t credits, uint32_t declared,
 
     b[0] = type;
     b[1] = 0;
-    b[2] = (uint8_t)(credits >> 8);
-    b[3] = (uint8_t)credits;
-    rp_put32(b + 4, declared);
+    qrpc__put16(b + 2, credits);
+    qrpc__put32(b + 4, declared);
     memcpy(b + 8, body, len);
     memset(&wr, 0, sizeof wr);
     wr.wr_id = 1000;
@@ -275,6 +282,9 @@ enum {
     HB_UNKNOWN_TYPE,
     HB_LENGTH_LIE,              /* declares more than it sends */
     HB_HANDSHAKE,               /* not our protocol at all */
+    HB_EMPTY_DATA,              /* a data message with no data */
+    HB_CREDIT_DATA,             /* a credit message that carries data */
+    HB_DONE_NONE,               /* a read-done for a piece never offered */
     N_HB
 };
 
@@ -286,6 +296,9 @@ static const char *const hb_log[N_HB] = {
     "protocol error: a message of unknown type",
     "protocol error: a message whose length disagrees with what arrived",
     "not a qrpc RDMA peer",
+    "protocol error: an empty data message",
+    "protocol error: a credit message with data",
+    "protocol error: a read-done for no read",
 };
 
 START_TEST(rdma_hostile)
@@ -314,12 +327,11 @@ START_TEST(rdma_hostile)
         case HB_BAD_RKEY:
         case HB_PAST_REGION:
         case HB_TOO_LONG:
-            rp_put32(req, (uint32_t)((uint64_t)(uintptr_t)p.small >> 32));
-            rp_put32(req + 4, (uint32_t)(uintptr_t)p.small);
-            rp_put32(req + 8, _i == HB_BAD_RKEY ? p.smr.rkey ^ 0x5a5a5a5au : p.smr.rkey);
-            rp_put32(req + 12, _i == HB_PAST_REGION ? 8192 : _i == HB_TOO_LONG ? 1u << 30
+            qrpc__put64(req, (uint64_t)(uintptr_t)p.small);
+            qrpc__put32(req + 8, _i == HB_BAD_RKEY ? p.smr.rkey ^ 0x5a5a5a5au : p.smr.rkey);
+            qrpc__put32(req + 12, _i == HB_PAST_REGION ? 8192 : _i == HB_TOO_LONG ? 1u << 30
                                                                                 : 4096);
-            rp_put32(req + 16, 1);
+            qrpc__put32(req + 16, 1);
             rp_send(&p, 3, 0, sizeof req, req, sizeof req);
             break;
         case HB_CREDITS:
@@ -330,6 +342,16 @@ START_TEST(rdma_hostile)
             break;
         case HB_LENGTH_LIE:
             rp_send(&p, 1, 0, 100, req, 10);
+            break;
+        case HB_EMPTY_DATA:
+            rp_send(&p, 1, 0, 0, req, 0);
+            break;
+        case HB_CREDIT_DATA:
+            rp_send(&p, 2, 0, 4, req, 4);
+            break;
+        case HB_DONE_NONE:
+            qrpc__put32(req, 77);
+            rp_send(&p, 4, 0, 4, req, 4);
             break;
         default:
             break;
@@ -367,25 +389,6 @@ static bool has_fe(qrpc_node *n, const char *prefix)
     return found;
 }
 
-static qrpc_node *rb_node(tt_log *log, const char *listen, const char *master,
-                          const char *rdma)
-{
-    qrpc_node_config cfg;
-    qrpc_node *n = NULL;
-    int rc;
-
-    tt_log_init(log);
-    qrpc_node_config_init(&cfg);
-    cfg.listen = listen;
-    cfg.master = master;
-    cfg.rdma = rdma;
-    cfg.log = tt_log_fn;
-    cfg.log_arg = log;
-    rc = qrpc_node_create(&cfg, &n);
-    ck_assert_msg(rc == 0, "qrpc_node_create: %s", qrpc_err_name(rc));
-    return n;
-}
-
 /* Calls through a bound client until one succeeds (the table may lag). */
 static void rb_call(qrpc_node *n)
 {
@@ -421,11 +424,11 @@ START_TEST(rdma_binding)
     ck_assert_int_eq(qrpc_master_start(&mc, &m), 0);
     pthread_mutex_init(&K.lock, NULL);
     tt_cond_init(&K.cond);
-    srv = rb_node(&slog, "127.0.0.1:0", qrpc_master_address(m), rdma_provider);
+    srv = tt_node(&slog, "127.0.0.1:0", qrpc_master_address(m), rdma_provider);
     ck_assert(qrpc_node_rdma_address(srv) != NULL);
     ck_assert_int_eq(kitchen_Kitchen_serve(srv, &ks_handlers, &K), 0);
-    with = rb_node(&wlog, NULL, qrpc_master_address(m), rdma_provider);
-    without = rb_node(&olog, NULL, qrpc_master_address(m), "none");
+    with = tt_node(&wlog, NULL, qrpc_master_address(m), rdma_provider);
+    without = tt_node(&olog, NULL, qrpc_master_address(m), "none");
 
     rb_call(with);
     snprintf(want, sizeof want, "%s", qrpc_node_rdma_address(srv));

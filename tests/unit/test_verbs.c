@@ -14,8 +14,6 @@
  * No test sleeps to synchronise: waits are on ep_fd, the listener, a
  * socket or a CQ, each bounded by WAIT_MS.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -23,9 +21,8 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <time.h>
 
-#include "testutil.h"
+#include "tcputil.h"
 #include "qrpc_errors.h"
 #include "../../runtime/src/verbs.h"
 
@@ -33,6 +30,11 @@
 #define BUF       (8u << 20)    /* each side's registered buffer */
 #define BIG       (4u << 20)    /* a large WRITE_IMM or READ */
 #define MiB       (1u << 20)
+
+/* The emulation's wire (verbs_emu.c), for the tests that play a peer. */
+#define EMU_MAGIC 0x5156454du
+#define EMU_HELLO (16 + QRPC__VPDATA_MAX)   /* the handshake */
+#define EMU_HDR   24                        /* a packet's header */
 
 static const qrpc__verbs_ops *provs[2];
 static int n_provs;
@@ -52,20 +54,9 @@ typedef struct pair {
     side b;                     /* accepts */
 } pair;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t deadline_ns(unsigned ms)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
+    return tt_now_ns() + (uint64_t)ms * 1000000u;
 }
 
 static bool is_emu(const pair *p)
@@ -103,11 +94,11 @@ static bool same(const uint8_t *b, size_t n, uint32_t seed)
 static bool readable(int fd, int ms)
 {
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
-    uint64_t end = now_ms() + (uint64_t)ms;
+    int64_t end = tt_now_ms() + ms;
     int rc;
 
     for (;;) {
-        uint64_t now = now_ms();
+        int64_t now = tt_now_ms();
 
         rc = poll(&pfd, 1, now >= end ? 0 : (int)(end - now));
         if (rc >= 0 || errno != EINTR)
@@ -161,13 +152,13 @@ static void pair_listen(pair *p, int prov)
 /* Takes b's next connection request (within WAIT_MS), checking its private data. */
 static void pair_accept(pair *p, const qrpc__vcaps *caps)
 {
-    uint64_t end = now_ms() + WAIT_MS;
+    int64_t end = tt_now_ms() + WAIT_MS;
     char pdata[QRPC__VPDATA_MAX], peer[128];
     size_t pdata_len = 0;
 
     while (p->b.ep == NULL) {
-        ck_assert_msg(now_ms() < end, "%s: no connection request", p->o->name);
-        (void)readable(p->o->listen_fd(p->lis), (int)(end - now_ms()));
+        ck_assert_msg(tt_now_ms() < end, "%s: no connection request", p->o->name);
+        (void)readable(p->o->listen_fd(p->lis), (int)(end - tt_now_ms()));
         ck_assert_int_eq(p->o->accept(p->lis, caps, &p->b.ep, pdata, &pdata_len, peer,
                                       sizeof peer), 0);
     }
@@ -263,7 +254,7 @@ static void send_at(pair *p, side *s, uint64_t id, size_t off, uint32_t len)
 /* Collects exactly n completions of cq within WAIT_MS, as the transport waits. */
 static void get_wc(pair *p, side *s, qrpc__vcq cq, qrpc__vwc *wc, int n)
 {
-    uint64_t end = now_ms() + WAIT_MS;
+    int64_t end = tt_now_ms() + WAIT_MS;
     int got = 0, r;
 
     for (;;) {
@@ -280,9 +271,9 @@ static void get_wc(pair *p, side *s, qrpc__vcq cq, qrpc__vwc *wc, int n)
             return;
         if (r > 0)
             continue;
-        ck_assert_msg(now_ms() < end, "%s: %d of %d %s completions in %d ms", p->o->name, got, n,
+        ck_assert_msg(tt_now_ms() < end, "%s: %d of %d %s completions in %d ms", p->o->name, got, n,
                       cq == QRPC__VCQ_SEND ? "send" : "recv", WAIT_MS);
-        (void)readable(p->o->ep_fd(s->ep), (int)(end - now_ms()));
+        (void)readable(p->o->ep_fd(s->ep), (int)(end - tt_now_ms()));
     }
 }
 
@@ -743,11 +734,11 @@ END_TEST
 /* Waits (bounded) until poll_cq on an unarmed CQ returns one completion. */
 static void spin_wc(pair *p, side *s, qrpc__vcq cq, qrpc__vwc *wc)
 {
-    uint64_t end = now_ms() + WAIT_MS;
+    int64_t end = tt_now_ms() + WAIT_MS;
     int r;
 
     while ((r = p->o->poll_cq(s->ep, cq, wc, 1)) == 0) {
-        ck_assert_msg(now_ms() < end, "%s: no completion", p->o->name);
+        ck_assert_msg(tt_now_ms() < end, "%s: no completion", p->o->name);
         sched_yield();
     }
     ck_assert_int_eq(r, 1);
@@ -860,33 +851,26 @@ END_TEST
 
 START_TEST(test_connect_refused)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    socklen_t salen = sizeof sa;
     qrpc__vcaps caps = { 4, 4 };
     char addr[64], why[256] = "", pd[QRPC__VPDATA_MAX];
     const qrpc__verbs_ops *o = provs[_i];
     qrpc__vdev *d;
     qrpc__vep *e = NULL;
     size_t pd_len;
-    uint64_t t0;
-    int s, rc;
+    int64_t t0;
+    int port, rc;
 
     /* a port nobody listens on: bound, then closed */
-    s = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(s, 0);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&sa, &salen), 0);
-    close(s);
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    close(raw_bind_loopback(&port));
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     ck_assert_int_eq(o->dev_open(&d, why, sizeof why), 0);
-    t0 = now_ms();
+    t0 = tt_now_ms();
     rc = o->connect_start(d, addr, &caps, deadline_ns(WAIT_MS), &e, why, sizeof why);
     if (rc == 0)                /* rdma_cm learns of the refusal when it connects */
         rc = o->connect_finish(e, "x", 1, pd, &pd_len, deadline_ns(WAIT_MS), why, sizeof why);
     ck_assert_int_eq(rc, QRPC_EUNAVAILABLE);
-    ck_assert_msg(now_ms() - t0 < 2000, "%s: refused after %llu ms", o->name,
-                  (unsigned long long)(now_ms() - t0));
+    ck_assert_msg(tt_now_ms() - t0 < 2000, "%s: refused after %llu ms", o->name,
+                  (unsigned long long)(tt_now_ms() - t0));
     ck_assert(why[0] != '\0');
     if (e != NULL)
         o->ep_close(e);
@@ -916,7 +900,7 @@ static void *duplex_main(void *arg)
 {
     duplex *d = arg;
     const qrpc__verbs_ops *o = d->p->o;
-    uint64_t end = now_ms() + 60000;
+    int64_t end = tt_now_ms() + 60000;
     struct pollfd pfd = { .fd = o->ep_fd(d->me->ep), .events = POLLIN };
     int next = 0, done = 0, out = 0, i;
     qrpc__vwc wc[DUPLEX_Q];
@@ -925,7 +909,7 @@ static void *duplex_main(void *arg)
     while (done < DUPLEX_N && d->fail == NULL) {
         int r;
 
-        if (now_ms() > end) {
+        if (tt_now_ms() > end) {
             d->fail = "timed out";
             break;
         }
@@ -1057,18 +1041,13 @@ START_TEST(test_emu_full)
 }
 END_TEST
 
+/* A plain TCP connection to the listener at bound ("127.0.0.1:PORT"). */
 static int tcp_to(const char *bound)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET };
     const char *colon = strrchr(bound, ':');
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-    ck_assert_int_ge(s, 0);
     ck_assert_ptr_nonnull(colon);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t)atoi(colon + 1));
-    ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
-    return s;
+    return raw_connect(atoi(colon + 1));
 }
 
 /* Reads what s has until EOF (within WAIT_MS): the bytes, up to cap. */
@@ -1091,18 +1070,24 @@ static size_t read_to_eof(int s, uint8_t *b, size_t cap)
     }
 }
 
-/* The emulation's handshake (verbs_emu.c): magic, version, pdata length, queues, pdata. */
+/* Stores the n low bytes of v at p, big-endian (the emulation's byte order). */
+static void be_put(uint8_t *p, uint64_t v, size_t n)
+{
+    while (n-- > 0) {
+        p[n] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* The emulation's handshake: magic, version, pdata length, queues (4, 4), pdata. */
 static void emu_hello(uint8_t *b, uint32_t magic, uint16_t version, uint16_t pdlen)
 {
-    uint32_t m = htonl(magic), four = htonl(4);
-    uint16_t v = htons(version), l = htons(pdlen);
-
-    memset(b, 0, 72);
-    memcpy(b, &m, 4);
-    memcpy(b + 4, &v, 2);
-    memcpy(b + 6, &l, 2);
-    memcpy(b + 8, &four, 4);
-    memcpy(b + 12, &four, 4);
+    memset(b, 0, EMU_HELLO);
+    be_put(b, magic, 4);
+    be_put(b + 4, version, 2);
+    be_put(b + 6, pdlen, 2);
+    be_put(b + 8, 4, 4);
+    be_put(b + 12, 4, 4);
     memcpy(b + 16, "from-a", 6);
 }
 
@@ -1112,7 +1097,7 @@ START_TEST(test_emu_junk_client)
     char pdata[QRPC__VPDATA_MAX], peer[128];
     qrpc__vcaps caps = { 4, 4 };
     size_t pdata_len;
-    uint8_t junk[72], b[256];
+    uint8_t junk[EMU_HELLO], b[256];
     int c;
     pair p;
 
@@ -1120,14 +1105,14 @@ START_TEST(test_emu_junk_client)
     for (c = 0; c < 4; c++) {
         qrpc__vep *e = NULL;
         int s = tcp_to(p.bound), rc;
-        uint64_t t0 = now_ms();
+        int64_t t0 = tt_now_ms();
 
         if (c == 0)
             memset(junk, 'x', sizeof junk);
         else if (c == 1)
-            emu_hello(junk, 0x5156454du, 99, 6);        /* unknown version */
+            emu_hello(junk, EMU_MAGIC, 99, 6);          /* unknown version */
         else if (c == 2)
-            emu_hello(junk, 0x5156454du, 1, 57);        /* too much private data */
+            emu_hello(junk, EMU_MAGIC, 1, 57);          /* too much private data */
         ck_assert_int_eq(send(s, junk, c == 3 ? 10 : sizeof junk, MSG_NOSIGNAL),
                          c == 3 ? 10 : (int)sizeof junk);
         if (c == 3)
@@ -1136,7 +1121,7 @@ START_TEST(test_emu_junk_client)
         rc = p.o->accept(p.lis, &caps, &e, pdata, &pdata_len, peer, sizeof peer);
         ck_assert_int_eq(rc, c == 3 ? QRPC_EIO : QRPC_EPROTO);
         ck_assert_ptr_null(e);
-        ck_assert_uint_lt(now_ms() - t0, 2000);
+        ck_assert_uint_lt(tt_now_ms() - t0, 2000);
         ck_assert_uint_eq(read_to_eof(s, b, sizeof b), 0);
         close(s);
     }
@@ -1157,7 +1142,7 @@ END_TEST
 START_TEST(test_emu_hostile_peer)
 {
     qrpc__vcaps caps = { 4, 4 };
-    uint8_t hello[72], h[24], b[256];
+    uint8_t hello[EMU_HELLO], h[EMU_HDR], b[256];
     int c;
 
     for (c = 0; c < 5; c++) {
@@ -1170,7 +1155,7 @@ START_TEST(test_emu_hostile_peer)
 
         pair_listen(&p, 0);
         s = tcp_to(p.bound);
-        emu_hello(hello, 0x5156454du, 1, 6);
+        emu_hello(hello, EMU_MAGIC, 1, 6);
         ck_assert_int_eq(send(s, hello, sizeof hello, MSG_NOSIGNAL), (int)sizeof hello);
         pair_accept(&p, &caps);
         side_mem(&p, &p.b);
@@ -1200,12 +1185,9 @@ START_TEST(test_emu_hostile_peer)
         }
         memset(h, 0, sizeof h);
         h[0] = type;
-        len = htonl(len);
-        memcpy(h + 4, &len, 4);
-        for (n = 0; n < 8; n++)
-            h[8 + n] = (uint8_t)(addr >> (56 - 8 * n));
-        rkey = htonl(rkey);
-        memcpy(h + 16, &rkey, 4);
+        be_put(h + 4, len, 4);
+        be_put(h + 8, addr, 8);
+        be_put(h + 16, rkey, 4);
         ck_assert_int_eq(send(s, h, sizeof h, MSG_NOSIGNAL), (int)sizeof h);
         ck_assert(readable(p.o->ep_fd(p.b.ep), WAIT_MS));
         expect(&p, &p.b, QRPC__VCQ_RECV, 1, c == 2 ? QRPC__VWC_LOC_LEN : QRPC__VWC_FLUSH,
@@ -1213,7 +1195,7 @@ START_TEST(test_emu_hostile_peer)
         /* checked NAKs (REM_INV_REQ, REM_ACCESS) are told; garbage just closes */
         n = read_to_eof(s, b, sizeof b);
         if (c == 2 || c == 3) {
-            ck_assert_uint_eq(n, 24);
+            ck_assert_uint_eq(n, EMU_HDR);
             ck_assert_int_eq(b[0], 4);
             ck_assert_int_eq(b[1], c == 2 ? 2 : 3);
         } else {
