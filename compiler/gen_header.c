@@ -278,9 +278,10 @@ static void hdr_service(gen_ctx *g, const qg_decl *svc)
     qg_sb_printf(g->sb,
                  "\n/*\n * Server side (%s_server.c).  A handler returns 0, or a positive\n"
                  " * application error that its caller receives as the stub's status.\n"
-                 " * In parameters belong to the runtime; results and out parameters that\n"
-                 " * own memory are malloc'd by the handler and freed by the runtime.  A NULL\n"
-                 " * entry answers QRPC_ENOMETHOD.\n */\n", g->base);
+                 " * In parameters belong to the runtime and live until the handler returns\n"
+                 " * (bytes point into the request: copy what you keep); results and out\n"
+                 " * parameters that own memory are malloc'd by the handler and freed by the\n"
+                 " * runtime.  A NULL entry answers QRPC_ENOMETHOD.\n */\n", g->base);
     qg_sb_printf(g->sb, "typedef struct %s_handlers {\n", sn);
     for (m = svc->methods; m != NULL; m = m->next) {
         qg_strbuf params;

@@ -25,6 +25,17 @@ static bool sv_has_in_only(const qg_method *m)
     return false;
 }
 
+/*
+ * An in-parameter of type bytes is read as a view into the request (no
+ * copy, nothing to free): the handler gets it const and for the length of
+ * its call, while the request's buffer lives.  Every other value is a
+ * copy the dispatcher frees, as the handler may keep nothing of it either.
+ */
+static bool sv_view(const qg_param *pa)
+{
+    return pa->dir == QG_IN && pa->f.type->kind == QG_T_BYTES;
+}
+
 /* The lvalue where the dispatcher keeps a parameter's value. */
 static const char *sv_lvalue(gen_ctx *g, const qg_param *pa)
 {
@@ -93,9 +104,12 @@ static void sv_dispatch(gen_ctx *g, const qg_decl *svc, const qg_method *m)
         qg_sb_puts(g->sb, "    memset(&out, 0, sizeof out);\n");
 
     g->fail_label = "done";
-    for (pa = m->params; pa != NULL; pa = pa->next)
-        if (pa->dir != QG_OUT)
+    for (pa = m->params; pa != NULL; pa = pa->next) {
+        if (sv_view(pa))
+            gen_emit_decode_view(g, pa->f.type, sv_lvalue(g, pa), "    ");
+        else if (pa->dir != QG_OUT)
             gen_emit_decode(g, &fn, pa->f.type, 0, sv_lvalue(g, pa), "    ");
+    }
     g->fail_label = "fail";
     qg_sb_printf(g->sb,
                  "    if (qrpc_reader_left(r) != 0) {\n        rc = QRPC_EDECODE;\n"
@@ -113,7 +127,7 @@ static void sv_dispatch(gen_ctx *g, const qg_decl *svc, const qg_method *m)
         qg_sb_puts(g->sb, "    (void)b;\n");
     qg_sb_puts(g->sb, "\ndone:\n");
     for (pa = m->params; pa != NULL; pa = pa->next)
-        if (pa->dir == QG_IN)
+        if (pa->dir == QG_IN && !sv_view(pa))
             gen_emit_free(g, &fn, pa->f.type, 0, sv_lvalue(g, pa), "    ");
     if (has_reply)
         qg_sb_printf(g->sb, "    %s_reply_free(&out);\n", mn);

@@ -71,6 +71,12 @@ void gen_emit_decode(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
                      const char *lv, const char *ind);
 void gen_emit_free(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
                    const char *lv, const char *ind);
+/*
+ * A bytes value at lv decoded as a view into the reader's buffer (no
+ * copy; the value must not be freed): for a dispatcher's in-parameters,
+ * which live no longer than the request they are read from.
+ */
+void gen_emit_decode_view(gen_ctx *g, const qg_type *t, const char *lv, const char *ind);
 void gen_emit_copy(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
                    const char *dst, const char *src, const char *ind);
 void gen_emit_equal(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,

@@ -303,6 +303,13 @@ int qrpc_get_string(qrpc_reader *r, char **out, uint64_t bound);
 /* Bytes into out (data malloc'd, NULL when empty); as qrpc_get_string. */
 int qrpc_get_bytes(qrpc_reader *r, qrpc_bytes *out, uint64_t bound);
 /*
+ * Bytes as a view: out->data points into the reader's buffer, no copy and
+ * nothing allocated, valid as long as that buffer and never to be freed
+ * (not with qrpc_bytes_free either).  Generated dispatchers read bytes
+ * in-parameters this way.  Fails as qrpc_get_bytes, leaving r as it was.
+ */
+int qrpc_get_bytes_view(qrpc_reader *r, qrpc_bytes *out, uint64_t bound);
+/*
  * A list count: QRPC_EDECODE when over bound (0: unbounded) or when the
  * bytes left could not hold count elements of at least min_elem bytes each.
  * With min_elem 0 (elements that may encode to nothing) only bound limits

@@ -40,6 +40,8 @@
 #define CONN_IOV_MAX     64     /* iovecs in one writev */
 #define CONN_BATCH_BYTES (256u << 10)   /* payload bytes in one writev */
 #define CONN_READ_CHUNK  (256u << 10)
+#define CONN_WINDOW_MIN  (16u << 10)    /* body bytes read in place, not copied */
+#define CONN_HDR_READ    512u   /* a read after one in place: the next headers */
 #define CONN_BIG_JOB     (64u << 10)    /* requests run after the smaller ones */
 
 /* One frame of the current writev batch. */
@@ -1113,18 +1115,47 @@ qrpc__job *qrpc__conn_on_readable(qrpc__conn *c, bool hup)
     return jobs;
 }
 
+/*
+ * Reads what the connection has, feeding the reader.  Large bodies skip
+ * the copy: while the reader is inside a body frame with CONN_WINDOW_MIN
+ * or more bytes to come, those bytes are read straight into the message's
+ * buffer (qrpc__rx_window), together with the next frame's header (a
+ * socket's readv; a pipe reads the window alone).  After such a read, and
+ * while a message of several frames is being assembled, the other reads
+ * are small (CONN_HDR_READ), so that headers do not pull the next body
+ * through the copy; a stream of small messages alone is read in full
+ * chunks as before.
+ */
 static void conn_read(qrpc__conn *c, bool hup)
 {
     static _Thread_local uint8_t buf[CONN_READ_CHUNK];
     size_t total = 0;
+    bool small = false;
 
     while (!atomic_load(&c->dead) && total < 4 * CONN_READ_CHUNK) {
         const char *why = NULL;
-        ssize_t r = c->pops != NULL ? c->pops->p_read(c->pipe, buf, sizeof buf)
-                                    : read(c->fd, buf, sizeof buf);
+        uint8_t *win;
+        size_t wlen, want;
+        ssize_t r;
         bool was_idle;
         int rc;
 
+        if (qrpc__rx_window(c->rx, CONN_WINDOW_MIN, &win, &wlen, &why) != 0) {
+            qrpc__conn_fail(c, QRPC_EUNKNOWN, why);
+            return;
+        }
+        if (win != NULL && c->pops != NULL) {
+            want = wlen;
+            r = c->pops->p_read(c->pipe, win, wlen);
+        } else if (win != NULL) {
+            struct iovec iov[2] = { { win, wlen }, { buf, QRPC__FRAME_HDR } };
+
+            want = wlen + QRPC__FRAME_HDR;
+            r = readv(c->fd, iov, 2);
+        } else {
+            want = small ? CONN_HDR_READ : sizeof buf;
+            r = c->pops != NULL ? c->pops->p_read(c->pipe, buf, want) : read(c->fd, buf, want);
+        }
         if (r == 0) {
             /* a peer may hang up between frames; in the middle of one it is news */
             qrpc__conn_fail(c, QRPC_EUNKNOWN,
@@ -1144,7 +1175,14 @@ static void conn_read(qrpc__conn *c, bool hup)
         }
         total += (size_t)r;
         was_idle = qrpc__rx_idle(c->rx);
-        rc = qrpc__rx_feed(c->rx, buf, (size_t)r, &why);
+        if (win != NULL) {
+            rc = qrpc__rx_window_done(c->rx, (size_t)r < wlen ? (size_t)r : wlen, &why);
+            if (rc == 0 && (size_t)r > wlen)
+                rc = qrpc__rx_feed(c->rx, buf, (size_t)r - wlen, &why);
+        } else {
+            rc = qrpc__rx_feed(c->rx, buf, (size_t)r, &why);
+        }
+        small = win != NULL || (small && qrpc__rx_assembling(c->rx));
         if (rc == QRPC_EPROTO) {
             qrpc__conn_fail(c, QRPC_EUNKNOWN, why != NULL ? why : "protocol error");
             return;
@@ -1160,7 +1198,7 @@ static void conn_read(qrpc__conn *c, bool hup)
          * A short read drained the socket: what comes next is a new edge.
          * Not the end of the stream, though, if it came with the data: read on.
          */
-        if ((size_t)r < sizeof buf && !hup)
+        if ((size_t)r < want && !hup)
             return;
     }
     /* stopped early, for the other connections' sake: no edge will say so */

@@ -577,6 +577,34 @@ static int rx_body(qrpc__rx *rx, const uint8_t **p, const uint8_t *end, const ch
 
 /* ---- the interface ----------------------------------------------------------- */
 
+int qrpc__rx_window(qrpc__rx *rx, uint32_t min, uint8_t **p, size_t *len, const char **why)
+{
+    rx_stream *s = rx->cur;
+
+    *p = NULL;
+    *len = 0;
+    *why = NULL;
+    if (rx->dead || rx->state != RX_BODY || rx->left == 0 || rx->left < min)
+        return 0;
+    if (rx->left > s->cap - s->got && rx_grow(s, rx->left) != 0)
+        return rx_oom(rx, why);
+    *p = s->msg.body + s->got;
+    *len = rx->left;
+    return 0;
+}
+
+int qrpc__rx_window_done(qrpc__rx *rx, size_t n, const char **why)
+{
+    *why = NULL;
+    if (rx->dead || rx->state != RX_BODY || n > rx->left)
+        return rx_fail(rx, why, "window misused");
+    rx->cur->got += (uint32_t)n;
+    rx->left -= (uint32_t)n;
+    if (rx->left == 0)
+        return rx_frame_done(rx);
+    return 0;
+}
+
 qrpc__rx *qrpc__rx_new(const qrpc__rx_limits *limits, const qrpc__rx_ops *ops,
                        void *owner)
 {

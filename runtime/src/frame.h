@@ -273,6 +273,25 @@ void qrpc__rx_free(qrpc__rx *rx);
  */
 int qrpc__rx_feed(qrpc__rx *rx, const uint8_t *p, size_t n, const char **why);
 
+/*
+ * The zero-copy path for large bodies.  When the reader is inside a body
+ * frame with at least min of its bytes still to come, qrpc__rx_window()
+ * makes room for all of them in the message's own buffer and sets *p and
+ * *len to where they go (*len is exactly the rest of the frame), so the
+ * caller can read() them there instead of into a buffer to be fed;
+ * otherwise it sets *p to NULL.  No more is allocated than feeding the
+ * same frame would: the frame's length was checked against the limits
+ * when its header was read.  Returns 0, or QRPC_ENOMEM with *why set, as
+ * qrpc__rx_feed() (the reader is then dead).
+ *
+ * qrpc__rx_window_done() then reports n <= *len bytes written at *p; when
+ * they end the frame, it does what feeding them would (a whole message goes
+ * to on_msg), and returns what qrpc__rx_feed() would.  Between the two
+ * calls the reader must be neither fed nor freed.
+ */
+int qrpc__rx_window(qrpc__rx *rx, uint32_t min, uint8_t **p, size_t *len, const char **why);
+int qrpc__rx_window_done(qrpc__rx *rx, size_t n, const char **why);
+
 /* True between frames (nothing half-read): for idle/slow-peer timeouts. */
 bool qrpc__rx_idle(const qrpc__rx *rx);
 /* True while some message has frames still to come. */

@@ -155,7 +155,7 @@ fail:
     return rc;
 }
 
-int qrpc_get_bytes(qrpc_reader *r, qrpc_bytes *out, uint64_t bound)
+int qrpc_get_bytes_view(qrpc_reader *r, qrpc_bytes *out, uint64_t bound)
 {
     uint32_t len;
     int rc;
@@ -165,14 +165,29 @@ int qrpc_get_bytes(qrpc_reader *r, qrpc_bytes *out, uint64_t bound)
     rc = qrpc_get_count(r, &len, bound, 1);
     if (rc != 0 || len == 0)
         return rc;
-    out->data = malloc(len);
-    if (out->data == NULL) {
-        r->p -= 4;              /* un-read the length: leave r as it was */
-        return QRPC_ENOMEM;
-    }
-    memcpy(out->data, r->p, len);
+    /* the type has no const data member; the view's users get it const */
+    out->data = (uint8_t *)(uintptr_t)r->p;
     out->len = len;
     r->p += len;
+    return 0;
+}
+
+int qrpc_get_bytes(qrpc_reader *r, qrpc_bytes *out, uint64_t bound)
+{
+    qrpc_bytes v;
+    int rc = qrpc_get_bytes_view(r, &v, bound);
+
+    out->data = NULL;
+    out->len = 0;
+    if (rc != 0 || v.len == 0)
+        return rc;
+    out->data = malloc(v.len);
+    if (out->data == NULL) {
+        r->p -= 4 + v.len;      /* un-read the value: leave r as it was */
+        return QRPC_ENOMEM;
+    }
+    memcpy(out->data, v.data, v.len);
+    out->len = v.len;
     return 0;
 }
 

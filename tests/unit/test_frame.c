@@ -380,12 +380,38 @@ static void assert_same_events(const rec *got, const rec *want)
 
 static const qrpc__rx_limits std_limits = { 65536, 64u << 20, 1024, 256u << 20 };
 
-enum { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_RANDOM, SPLIT_MODES };
+enum { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_RANDOM, SPLIT_WINDOW, SPLIT_MODES };
+
+/*
+ * SPLIT_WINDOW's step, as conn.c reads: when the reader offers a window
+ * (asked with a random minimum), copies a random part of what it wants
+ * (sometimes all) into it and reports it; returns the bytes taken, 0 when
+ * no window was offered, and the status in *rc.
+ */
+static size_t feed_window(qrpc__rx *rx, const uint8_t *p, size_t n, int *rc, const char **why)
+{
+    uint8_t *win;
+    size_t wlen, k;
+
+    *rc = qrpc__rx_window(rx, 1 + rng_below(64), &win, &wlen, why);
+    if (*rc != 0 || win == NULL)
+        return 0;
+    ck_assert_uint_gt(wlen, 0);
+    k = 1 + rng_below(wlen + wlen / 2);
+    if (k > wlen)
+        k = wlen;
+    if (k > n)
+        k = n;
+    memcpy(win, p, k);
+    *rc = qrpc__rx_window_done(rx, k, why);
+    return k;
+}
 
 /*
  * Feeds p[0..n) to rx in the given way, each chunk from a heap copy of
  * exactly its size; stops at the first nonzero return, which it returns.
- * seed drives SPLIT_RANDOM: mostly small chunks, some large.
+ * seed drives SPLIT_RANDOM (mostly small chunks, some large) and
+ * SPLIT_WINDOW (body bytes through windows, the rest in small chunks).
  */
 static int feed_split(qrpc__rx *rx, const uint8_t *p, size_t n, int mode, uint64_t seed,
                       const char **why)
@@ -398,6 +424,12 @@ static int feed_split(qrpc__rx *rx, const uint8_t *p, size_t n, int mode, uint64
     while (off < n && rc == 0) {
         uint8_t *c;
 
+        if (mode == SPLIT_WINDOW) {
+            k = feed_window(rx, p + off, n - off, &rc, why);
+            off += k;
+            if (k != 0 || rc != 0)
+                continue;
+        }
         if (mode == SPLIT_WHOLE)
             k = n;
         else if (mode == SPLIT_BYTES)
@@ -882,6 +914,82 @@ START_TEST(test_conversation_many_splits)
 END_TEST
 
 /* qrpc__rx_idle() is true exactly at frame boundaries. */
+/*
+ * The window: offered only inside a body frame with at least min bytes to
+ * come, exactly the rest of the frame, in the message's own buffer; a
+ * report past it, or without one, kills the reader.
+ */
+START_TEST(test_window)
+{
+    qrpc__reqhdr r = mk_req(100, "win.Win");
+    uint8_t body[100], *win, *first;
+    size_t wlen, head;
+    rec got = { 0 };
+    const char *why;
+    qrpc__rx *rx;
+    wr w;
+    int i;
+
+    for (i = 0; i < 100; i++)
+        body[i] = (uint8_t)(i * 7 + 1);
+    wr_init(&w);
+    wr_hello(&w, &std_hello);
+    wr_request(&w, 5, &r, body);
+    head = w.b.len - sizeof body;
+    rx = qrpc__rx_new(&std_limits, &rec_ops, &got);
+    ck_assert_ptr_nonnull(rx);
+    /* Between frames and inside headers: no window. */
+    ck_assert_int_eq(qrpc__rx_window(rx, 1, &win, &wlen, &why), 0);
+    ck_assert_ptr_null(win);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, head - 3, &why), 0);
+    ck_assert_int_eq(qrpc__rx_window(rx, 1, &win, &wlen, &why), 0);
+    ck_assert_ptr_null(win);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data + head - 3, 3 + 10, &why), 0);
+    /* 90 bytes of the frame to come: not for a minimum of 91. */
+    ck_assert_int_eq(qrpc__rx_window(rx, 91, &win, &wlen, &why), 0);
+    ck_assert_ptr_null(win);
+    ck_assert_int_eq(qrpc__rx_window(rx, 90, &win, &wlen, &why), 0);
+    ck_assert_ptr_nonnull(win);
+    ck_assert_uint_eq(wlen, 90);
+    first = win;
+    memcpy(win, body + 10, 40);
+    ck_assert_int_eq(qrpc__rx_window_done(rx, 40, &why), 0);
+    ck_assert_uint_eq(got.n, 1);                        /* the HELLO only */
+    ck_assert_int_eq(qrpc__rx_window(rx, 1, &win, &wlen, &why), 0);
+    ck_assert_ptr_eq(win, first + 40);
+    ck_assert_uint_eq(wlen, 50);
+    memcpy(win, body + 50, 50);
+    ck_assert_int_eq(qrpc__rx_window_done(rx, 50, &why), 0);
+    ck_assert_uint_eq(got.n, 2);
+    ck_assert_uint_eq(got.ev[1].msg.body_len, 100);
+    ck_assert_int_eq(memcmp(got.ev[1].msg.body, body, 100), 0);
+    ck_assert(qrpc__rx_idle(rx));
+    ck_assert_int_eq(qrpc__rx_window(rx, 1, &win, &wlen, &why), 0);
+    ck_assert_ptr_null(win);
+    /* A report with no window open is a misuse: the reader is dead. */
+    ck_assert_int_eq(qrpc__rx_window_done(rx, 1, &why), QRPC_EPROTO);
+    ck_assert_str_eq(why, "window misused");
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, 1, &why), QRPC_EPROTO);
+    qrpc__rx_free(rx);
+    rec_free(&got);
+
+    /* More than the window held: refused, and the half-read message freed. */
+    got = (rec){ 0 };
+    rx = qrpc__rx_new(&std_limits, &rec_ops, &got);
+    ck_assert_ptr_nonnull(rx);
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, head, &why), 0);
+    ck_assert_int_eq(qrpc__rx_window(rx, 1, &win, &wlen, &why), 0);
+    ck_assert_uint_eq(wlen, 100);
+    ck_assert_int_eq(qrpc__rx_window_done(rx, 101, &why), QRPC_EPROTO);
+    ck_assert_int_eq(qrpc__rx_window(rx, 1, &win, &wlen, &why), 0);
+    ck_assert_ptr_null(win);
+    ck_assert_uint_eq(got.n, 1);
+    qrpc__rx_free(rx);
+    rec_free(&got);
+    wr_free(&w);
+}
+END_TEST
+
 START_TEST(test_idle_between_frames)
 {
     qrpc__rx_limits lim = std_limits;
@@ -1987,6 +2095,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_conversation_small_frames);
     tcase_add_test(tc, test_conversation_default_frames);
     tcase_add_test(tc, test_conversation_many_splits);
+    tcase_add_test(tc, test_window);
     tcase_add_test(tc, test_idle_between_frames);
     tcase_add_test(tc, test_assembling);
     tcase_add_loop_test(tc, test_violation, 0, N_VCASES);

@@ -339,6 +339,18 @@ static int dec_bytes(qrpc_reader *r)
     return rc;
 }
 
+static int dec_bytes_view(qrpc_reader *r)
+{
+    qrpc_bytes v = { (uint8_t *)&v, 99 };
+    int rc = qrpc_get_bytes_view(r, &v, 0);
+
+    if (rc != 0) {
+        ck_assert_ptr_null(v.data);
+        ck_assert_uint_eq(v.len, 0);
+    }
+    return rc;                  /* a view is never freed */
+}
+
 /* A count of 3 elements of at least 2 bytes, and the elements. */
 static int dec_list(qrpc_reader *r)
 {
@@ -373,6 +385,7 @@ static const struct {
     { "string", dec_string, { 5, 0, 0, 0, 'h', 'e', 'l', 'l', 'o' }, 9 },
     { "empty string", dec_string, { 0, 0, 0, 0 }, 4 },
     { "bytes", dec_bytes, { 3, 0, 0, 0, 0, 1, 0 }, 7 },
+    { "bytes view", dec_bytes_view, { 3, 0, 0, 0, 0, 1, 0 }, 7 },
     { "list", dec_list, { 3, 0, 0, 0, 1, 0, 2, 0, 3, 0 }, 10 },
 };
 
@@ -527,6 +540,31 @@ START_TEST(test_get_bounds)
     ck_assert_int_eq(qrpc_get_string(&r, &s, 5), 0);
     ck_assert_str_eq(s, "abcde");
     free(s);
+}
+END_TEST
+
+/* A view points into the reader's own bytes, and fails as the copy does. */
+START_TEST(test_bytes_view)
+{
+    static const uint8_t enc[] = { 3, 0, 0, 0, 'x', 'y', 'z', 0, 0, 0, 0, 9, 0, 0, 0, 'a' };
+    qrpc_reader r;
+    qrpc_bytes v;
+
+    qrpc_reader_init(&r, enc, sizeof enc);
+    ck_assert_int_eq(qrpc_get_bytes_view(&r, &v, 2), QRPC_EDECODE);     /* over bound */
+    ck_assert_ptr_null(v.data);
+    ck_assert_ptr_eq(r.p, enc);
+    ck_assert_int_eq(qrpc_get_bytes_view(&r, &v, 3), 0);
+    ck_assert_ptr_eq(v.data, enc + 4);
+    ck_assert_uint_eq(v.len, 3);
+    ck_assert_ptr_eq(r.p, enc + 7);
+    ck_assert_int_eq(qrpc_get_bytes_view(&r, &v, 0), 0);                /* empty */
+    ck_assert_ptr_null(v.data);
+    ck_assert_uint_eq(v.len, 0);
+    ck_assert_int_eq(qrpc_get_bytes_view(&r, &v, 0), QRPC_EDECODE);     /* 9 declared, 1 left */
+    ck_assert_ptr_null(v.data);
+    ck_assert_ptr_eq(r.p, enc + 11);
+    ck_assert_uint_eq(qrpc_reader_left(&r), 5);
 }
 END_TEST
 
@@ -795,6 +833,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_string_with_nul);
     tcase_add_test(tc, test_put_bounds);
     tcase_add_test(tc, test_get_bounds);
+    tcase_add_test(tc, test_bytes_view);
     tcase_add_test(tc, test_count_limits);
     tcase_add_test(tc, test_no_alloc_for_huge_lengths);
     tcase_add_test(tc, test_buffer_growth);

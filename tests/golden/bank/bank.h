@@ -189,9 +189,10 @@ int bank_Bank_quote_async(qrpc_client *client, common_Currency cur, bank_Bank_qu
 /*
  * Server side (bank_server.c).  A handler returns 0, or a positive
  * application error that its caller receives as the stub's status.
- * In parameters belong to the runtime; results and out parameters that
- * own memory are malloc'd by the handler and freed by the runtime.  A NULL
- * entry answers QRPC_ENOMETHOD.
+ * In parameters belong to the runtime and live until the handler returns
+ * (bytes point into the request: copy what you keep); results and out
+ * parameters that own memory are malloc'd by the handler and freed by the
+ * runtime.  A NULL entry answers QRPC_ENOMETHOD.
  */
 typedef struct bank_Bank_handlers {
     int (*deposit)(qrpc_ctx *ctx, const char *who, const common_Money *amount,

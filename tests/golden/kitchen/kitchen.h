@@ -571,9 +571,10 @@ int kitchen_Kitchen_classify_async(qrpc_client *client, const kitchen_Shape *s,
 /*
  * Server side (kitchen_server.c).  A handler returns 0, or a positive
  * application error that its caller receives as the stub's status.
- * In parameters belong to the runtime; results and out parameters that
- * own memory are malloc'd by the handler and freed by the runtime.  A NULL
- * entry answers QRPC_ENOMETHOD.
+ * In parameters belong to the runtime and live until the handler returns
+ * (bytes point into the request: copy what you keep); results and out
+ * parameters that own memory are malloc'd by the handler and freed by the
+ * runtime.  A NULL entry answers QRPC_ENOMETHOD.
  */
 typedef struct kitchen_Kitchen_handlers {
     int (*echo)(qrpc_ctx *ctx, const kitchen_Everything *e, kitchen_Everything *result);

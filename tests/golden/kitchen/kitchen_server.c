@@ -363,7 +363,7 @@ static int kitchen_Kitchen_digest_dispatch(qrpc_ctx *ctx, const void *handlers,
 
     memset(&in, 0, sizeof in);
     memset(&out, 0, sizeof out);
-    rc = qrpc_get_bytes(r, &in.data, 0);
+    rc = qrpc_get_bytes_view(r, &in.data, 0);
     if (rc != 0)
         goto done;
     rc = kitchen_Hash_decode(r, &in.seed);
@@ -394,7 +394,6 @@ static int kitchen_Kitchen_digest_dispatch(qrpc_ctx *ctx, const void *handlers,
         rc = kitchen_Kitchen_digest_reply_encode(b, &out);
 
 done:
-    qrpc_bytes_free(&in.data);
     kitchen_Kitchen_digest_reply_free(&out);
     return rc;
 }
