@@ -7,6 +7,12 @@
  * buffer, calls qrpc_call() and decodes the reply into a NAME_reply struct
  * before touching the caller's out parameters, so that on any error the
  * caller's values are left as they were.
+ *
+ * When the last parameter encoded is bytes (the usual shape of a bulk
+ * call), _put_args writes its length only: the synchronous stub passes
+ * the bytes to qrpc_call_tail(), which sends a large one without copying
+ * it, and the asynchronous stub appends them (its caller's bytes may be
+ * gone before the request is sent).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +41,17 @@ static const char *cl_arg_pass(gen_ctx *g, const qg_param *pa)
     return pa->f.name;
 }
 
+/* The last parameter encoded when it is bytes (see the top), else NULL. */
+static const qg_param *cl_tail(const qg_method *m)
+{
+    const qg_param *pa, *last = NULL;
+
+    for (pa = m->params; pa != NULL; pa = pa->next)
+        if (pa->dir != QG_OUT)
+            last = pa;
+    return last != NULL && last->f.type->kind == QG_T_BYTES ? last : NULL;
+}
+
 static bool cl_has_args(const qg_method *m)
 {
     const qg_param *pa;
@@ -61,9 +78,12 @@ static void cl_put_args(gen_ctx *g, const qg_decl *svc, const qg_method *m)
     if (cl_has_args(m))
         qg_sb_puts(g->sb, "    int rc;\n\n");
     g->buf = "args";
-    for (pa = m->params; pa != NULL; pa = pa->next)
-        if (pa->dir != QG_OUT)
+    for (pa = m->params; pa != NULL; pa = pa->next) {
+        if (pa == cl_tail(m))
+            gen_emit_encode_head(g, pa->f.type, cl_arg_lvalue(g, pa), "    ");
+        else if (pa->dir != QG_OUT)
             gen_emit_encode(g, &fn, pa->f.type, 0, cl_arg_lvalue(g, pa), "    ");
+    }
     g->buf = "b";
     if (!cl_has_args(m))
         qg_sb_puts(g->sb, "    (void)args;\n");
@@ -146,7 +166,7 @@ static void cl_move_out(gen_ctx *g, const qg_type *t, const char *name, bool ino
 static void cl_sync(gen_ctx *g, const qg_decl *svc, const qg_method *m)
 {
     const char *mn = qg_cname_method(g->p, svc, m);
-    const qg_param *pa;
+    const qg_param *pa, *tail = cl_tail(m);
     qg_strbuf params;
 
     qg_sb_init(&params);
@@ -161,12 +181,21 @@ static void cl_sync(gen_ctx *g, const qg_decl *svc, const qg_method *m)
     qg_sb_puts(g->sb, "    int rc;\n\n");
     cl_null_checks(g, m, true);
     cl_call_put_args(g, mn, m);
+    if (m->oneway && tail != NULL) {
+        qg_sb_printf(g->sb, "    return qrpc_call_tail(client, %s_ID, &args, %s->data, %s->len, "
+                     "NULL);\n}\n", mn, tail->f.name, tail->f.name);
+        return;
+    }
     if (m->oneway) {
         qg_sb_printf(g->sb, "    return qrpc_call(client, %s_ID, &args, NULL);\n}\n", mn);
         return;
     }
-    qg_sb_printf(g->sb, "    qrpc_buf_init(&reply);\n"
-                 "    rc = qrpc_call(client, %s_ID, &args, &reply);\n", mn);
+    qg_sb_puts(g->sb, "    qrpc_buf_init(&reply);\n");
+    if (tail != NULL)
+        qg_sb_printf(g->sb, "    rc = qrpc_call_tail(client, %s_ID, &args, %s->data, %s->len, "
+                     "&reply);\n", mn, tail->f.name, tail->f.name);
+    else
+        qg_sb_printf(g->sb, "    rc = qrpc_call(client, %s_ID, &args, &reply);\n", mn);
     if (!gen_method_has_reply(m)) {
         qg_sb_puts(g->sb, "    if (rc == 0 && reply.len != 0)\n        rc = QRPC_EDECODE;\n"
                    "    qrpc_buf_free(&reply);\n    return rc;\n}\n");
@@ -210,7 +239,11 @@ static void cl_async(gen_ctx *g, const qg_decl *svc, const qg_method *m)
     for (pa = m->params; pa != NULL; pa = pa->next)
         if (pa->dir != QG_OUT)
             qg_sb_printf(g->sb, ", %s", pa->f.name);
-    qg_sb_puts(g->sb, ");\n    if (rc != 0) {\n        qrpc_buf_free(&args);\n"
+    qg_sb_puts(g->sb, ");\n");
+    if (cl_tail(m) != NULL)
+        qg_sb_printf(g->sb, "    if (rc == 0)\n        rc = qrpc_put_raw(&args, %s->data, %s->len);\n",
+                     cl_tail(m)->f.name, cl_tail(m)->f.name);
+    qg_sb_puts(g->sb, "    if (rc != 0) {\n        qrpc_buf_free(&args);\n"
                "        return rc;\n    }\n");
     qg_sb_printf(g->sb, "    return qrpc_call_async(client, %s_ID, &args, %s_done,\n"
                  "                           (void (*)(void))cb, arg);\n}\n", mn, mn);

@@ -630,6 +630,12 @@ void gen_emit_decode(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
     qg_sb_printf(g->sb, "%s}\n", ind);
 }
 
+void gen_emit_encode_head(gen_ctx *g, const qg_type *t, const char *lv, const char *ind)
+{
+    gen_check(g, ind, qg_printf(g->p, "qrpc_put_bytes_head(%s, %s, %s)", g->buf, gen_addr(g, lv),
+                                gen_bound(g, t)), "return rc;");
+}
+
 void gen_emit_decode_view(gen_ctx *g, const qg_type *t, const char *lv, const char *ind)
 {
     gen_check(g, ind, qg_printf(g->p, "qrpc_get_bytes_view(r, %s, %s)", gen_addr(g, lv),

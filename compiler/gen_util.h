@@ -77,6 +77,8 @@ void gen_emit_free(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
  * which live no longer than the request they are read from.
  */
 void gen_emit_decode_view(gen_ctx *g, const qg_type *t, const char *lv, const char *ind);
+/* The length of a bytes value at lv, without its bytes (a call's tail). */
+void gen_emit_encode_head(gen_ctx *g, const qg_type *t, const char *lv, const char *ind);
 void gen_emit_copy(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,
                    const char *dst, const char *src, const char *ind);
 void gen_emit_equal(gen_ctx *g, gen_fn *fn, const qg_type *t, uint64_t array,

@@ -306,6 +306,20 @@ uint64_t qrpc_client_id(const qrpc_client *c);
 int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply);
 
 /*
+ * qrpc_call() with tail_len bytes at tail following the encoded args (the
+ * generated synchronous stubs pass a method's last argument so when it is
+ * bytes).  A tail of 64 KiB or more is not copied: the request is sent
+ * from it, so it must stay unchanged until the call returns, and the call
+ * returns only once no copy of the request is being sent any more (a
+ * retransmission still queued is written out first; a connection that
+ * stops taking bytes is dropped after stall_timeout_ms).  A shorter tail,
+ * or one for a service on the caller's own node, is copied.  Errors as
+ * qrpc_call(), and QRPC_EINVAL for a NULL tail with a nonzero tail_len.
+ */
+int qrpc_call_tail(qrpc_client *c, uint32_t method, qrpc_buf *args, const void *tail,
+                   size_t tail_len, qrpc_buf *reply);
+
+/*
  * Completion of an asynchronous call: status as qrpc_call() returns it;
  * results is a reader over the encoded results when status is 0, NULL
  * otherwise, valid until the function returns.  fn and arg are the values

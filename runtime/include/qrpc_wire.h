@@ -166,6 +166,12 @@ static inline int qrpc_put_f64(qrpc_buf *b, double v)
 int qrpc_put_string(qrpc_buf *b, const char *s, uint64_t bound);
 /* Bytes: u32 length, then the bytes; bound as for strings. */
 int qrpc_put_bytes(qrpc_buf *b, const qrpc_bytes *v, uint64_t bound);
+/*
+ * The length qrpc_put_bytes() would write, and not the bytes: they follow
+ * as a call's tail (qrpc_call_tail), or are appended with qrpc_put_raw().
+ * Fails as qrpc_put_bytes() and writes nothing then.
+ */
+int qrpc_put_bytes_head(qrpc_buf *b, const qrpc_bytes *v, uint64_t bound);
 /* A list or bytes count: QRPC_EBOUND when over bound (0: unbounded) or 2^32-1. */
 int qrpc_put_count(qrpc_buf *b, size_t n, uint64_t bound);
 

@@ -169,8 +169,58 @@ uint64_t qrpc_client_id(const qrpc_client *c)
 /* The first wait of a retransmission after a broken connection, and its cap. */
 #define CLIENT_BACKOFF_NS   (5u * 1000000u)
 #define CLIENT_BACKOFF_MAX  (1000u * 1000000u)
+/* A tail shorter than this is copied after the arguments: not worth a wait. */
+#define CLIENT_TAIL_MIN     (64u << 10)
 /* A bound call that cannot be sent tries this many other nodes at most. */
 #define CLIENT_MAX_MOVES    64u
+
+/*
+ * What a synchronous call waits for.  A local call has completed when
+ * qrpc__fe_call() returns; a remote one completes on a loop thread,
+ * which signals here (and never touches w after unlocking: the caller's
+ * stack frame goes away once it has seen done and taken the lock).  The
+ * caller first spins a little (config spin_us): a reply that comes within
+ * it saves two trips through the scheduler.  A call with a tail
+ * (qrpc_call_tail) then also waits for its op to be freed (released),
+ * since a message being written may read the tail until then.
+ */
+typedef struct client_sync {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int status;
+    atomic_bool done;
+    bool armed;                 /* an op holds the tail: wait for released */
+    bool released;              /* under lock */
+} client_sync;
+
+static void client_sync_done(int status, qrpc_reader *results,
+                             void (*fn)(void), void *arg)
+{
+    client_sync *w = arg;
+
+    (void)results;              /* already in the caller's reply buffer */
+    (void)fn;
+    pthread_mutex_lock(&w->lock);
+    w->status = status;
+    atomic_store_explicit(&w->done, true, memory_order_release);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* On the caller's thread, when the op that holds the tail is made. */
+static void client_sync_arm(client_sync *w)
+{
+    w->armed = true;
+}
+
+/* The op is gone: nothing reads the tail any more.  Any thread. */
+static void client_sync_released(client_sync *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->released = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
 
 /*
  * One remote call across its attempts.  Its blob holds the encoded
@@ -191,6 +241,7 @@ typedef struct client_op {
     uint64_t when_ns;           /* while queued: when to send again */
     bool maybe_ran;             /* some attempt may have reached a server */
     struct client_op *next;     /* the retry queue */
+    struct client_sync *rel;    /* not NULL: told when the op is freed (a tail) */
 } client_op;
 
 typedef struct qrpc__retryq {
@@ -201,9 +252,12 @@ typedef struct qrpc__retryq {
     pthread_t thread;
 } qrpc__retryq;
 
-/* Fills what both kinds of call share; the deadline starts now. */
+/*
+ * Fills what both kinds of call share; the deadline starts now.  tail_len
+ * bytes will follow args (qrpc_call_tail).
+ */
 static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
-                            qrpc__call *call)
+                            uint64_t tail_len, qrpc__call *call)
 {
     const qrpc__mslot *m;
     uint64_t timeout, now;
@@ -214,7 +268,7 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
     m = qrpc__mtab_find(&c->methods, method);
     if (m == NULL)
         return QRPC_ENOMETHOD;
-    if (args->len > c->node->cfg.max_message)
+    if ((uint64_t)args->len + tail_len > c->node->cfg.max_message)
         return QRPC_ETOOBIG;
     timeout = atomic_load_explicit(&c->timeout_ms, memory_order_relaxed);
     if (timeout == 0)
@@ -236,7 +290,11 @@ static int client_call_init(qrpc_client *c, uint32_t method, qrpc_buf *args,
 
 static void client_op_free(qrpc__blob *b)
 {
+    struct client_sync *rel = ((client_op *)b)->rel;
+
     free(b);                    /* the op: its first member */
+    if (rel != NULL)
+        client_sync_released(rel);
 }
 
 static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(void),
@@ -244,10 +302,13 @@ static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(
 
 /*
  * The op of a remote call; takes args' storage (on error too: the
- * caller frees args in every case anyway).  NULL: out of memory.
+ * caller frees args in every case anyway), and call's tail, whose owner
+ * rel (when not NULL) is told once the op is freed: until then some
+ * message may still read the tail.  NULL: out of memory.
  */
 static client_op *client_op_new(qrpc_client *c, qrpc__fe *fe, qrpc__call *call,
-                                qrpc_done_fn done, void (*fn)(void), void *arg)
+                                qrpc_done_fn done, void (*fn)(void), void *arg,
+                                struct client_sync *rel)
 {
     client_op *op = malloc(sizeof *op);
     int32_t retry_ms = c->node->cfg.retry_ms;
@@ -258,7 +319,10 @@ static client_op *client_op_new(qrpc_client *c, qrpc__fe *fe, qrpc__call *call,
     atomic_init(&op->blob.refs, 1);
     op->blob.data = call->args->data;
     op->blob.len = (uint32_t)call->args->len;
+    op->blob.tail = call->tail;
+    op->blob.tail_len = call->tail_len;
     op->blob.free_fn = client_op_free;
+    op->rel = rel;
     call->args->data = NULL;
     call->args->len = call->args->cap = 0;
     op->client = c;
@@ -554,7 +618,7 @@ void qrpc__retry_fini(qrpc_node *n)
  * caller's to free.
  */
 static int client_start(qrpc_client *c, qrpc__fe *fe, qrpc__call *call, qrpc_done_fn done,
-                        void (*fn)(void), void *arg)
+                        void (*fn)(void), void *arg, struct client_sync *rel)
 {
     qrpc_node *n = c->node;
     client_op *op;
@@ -567,9 +631,11 @@ static int client_start(qrpc_client *c, qrpc__fe *fe, qrpc__call *call, qrpc_don
         call->arg = arg;
         return qrpc__fe_call(fe, call);
     }
-    op = client_op_new(c, fe, call, done, fn, arg);
+    op = client_op_new(c, fe, call, done, fn, arg, rel);
     if (op == NULL)
         return QRPC_ENOMEM;
+    if (rel != NULL)
+        client_sync_arm(rel);
     if (!c->quiet)
         qrpc__counter_add(&n->st_calls, 1);
     rc = qrpc__fe_call(fe, &op->call);
@@ -594,35 +660,6 @@ static int client_dest(qrpc_client *c, const qrpc__call *call, qrpc__fe **fe)
         return 0;
     }
     return qrpc__bind_pick(c, NULL, call->deadline_ns, fe);
-}
-
-/*
- * What a synchronous call waits for.  A local call has completed when
- * qrpc__fe_call() returns; a remote one completes on a loop thread,
- * which signals here (and never touches w after unlocking: the caller's
- * stack frame goes away once it has seen done and taken the lock).  The
- * caller first spins a little (config spin_us): a reply that comes within
- * it saves two trips through the scheduler.
- */
-typedef struct client_sync {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int status;
-    atomic_bool done;
-} client_sync;
-
-static void client_sync_done(int status, qrpc_reader *results,
-                             void (*fn)(void), void *arg)
-{
-    client_sync *w = arg;
-
-    (void)results;              /* already in the caller's reply buffer */
-    (void)fn;
-    pthread_mutex_lock(&w->lock);
-    w->status = status;
-    atomic_store_explicit(&w->done, true, memory_order_release);
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
 }
 
 /* A local call's completion: its outcome is known, then the caller's runs. */
@@ -652,7 +689,14 @@ static void client_local_async_done(int status, qrpc_reader *results, void (*fn)
     client_local_done(status, results, fn, &cl);
 }
 
-int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
+/*
+ * qrpc_call() and qrpc_call_tail(): a tail of CLIENT_TAIL_MIN bytes or
+ * more goes to a remote node from where it is, and the call returns once
+ * no message reads it any more; a shorter one, or one for a local call,
+ * is copied after args.
+ */
+static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
+                            const void *tail, size_t tail_len, qrpc_buf *reply)
 {
     client_sync w;
     client_local cl;
@@ -662,13 +706,19 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
 
     if (args == NULL)
         return QRPC_EINVAL;
-    if (reply == args) {
+    if (reply == args || (tail == NULL && tail_len != 0)) {
         rc = QRPC_EINVAL;
         goto out;
     }
     if (reply != NULL)
         reply->len = 0;
-    rc = client_call_init(c, method, args, &call);
+    if (tail_len < CLIENT_TAIL_MIN) {
+        rc = qrpc_put_raw(args, tail, tail_len);
+        tail_len = 0;
+        if (rc != 0)
+            goto out;
+    }
+    rc = client_call_init(c, method, args, tail_len, &call);
     if (rc != 0)
         goto out;
     if (call.flags & QRPC_METHOD_ONEWAY) {
@@ -681,12 +731,19 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
         call.reply = reply;
     }
     rc = client_dest(c, &call, &fe);
+    if (rc == 0 && tail_len != 0 && fe == &c->node->local) {
+        rc = qrpc_put_raw(args, tail, tail_len);        /* dispatched in place: one run */
+        tail_len = 0;
+    }
     if (rc != 0) {
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
         goto out;
     }
+    call.tail = tail;
+    call.tail_len = (uint32_t)tail_len;         /* <= max_message: client_call_init */
     w.status = QRPC_EUNKNOWN;
     atomic_init(&w.done, false);
+    w.armed = w.released = false;
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
     if (fe == &c->node->local) {
@@ -695,9 +752,10 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
         cl.done = client_sync_done;
         cl.fn = NULL;
         cl.arg = &w;
-        rc = client_start(c, fe, &call, client_local_done, NULL, &cl);
+        rc = client_start(c, fe, &call, client_local_done, NULL, &cl, NULL);
     } else {                    /* the op reports the outcome itself */
-        rc = client_start(c, fe, &call, client_sync_done, NULL, &w);
+        rc = client_start(c, fe, &call, client_sync_done, NULL, &w,
+                          tail_len != 0 ? &w : NULL);
     }
     if (rc != 0)
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
@@ -715,12 +773,35 @@ int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
         }
         rc = w.status;
     }
+    /*
+     * Started or not, an op that took the tail may still be in a
+     * connection's queue (a retransmission, a message half written): the
+     * tail is the caller's again only once the op is freed, which every
+     * connection does when its message is written or it fails.
+     */
+    if (w.armed) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.released)
+            pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+    }
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
 
 out:
     qrpc_buf_free(args);        /* empty already if the FrontEnd took it */
     return rc;
+}
+
+int qrpc_call(qrpc_client *c, uint32_t method, qrpc_buf *args, qrpc_buf *reply)
+{
+    return client_call_sync(c, method, args, NULL, 0, reply);
+}
+
+int qrpc_call_tail(qrpc_client *c, uint32_t method, qrpc_buf *args, const void *tail,
+                   size_t tail_len, qrpc_buf *reply)
+{
+    return client_call_sync(c, method, args, tail, tail_len, reply);
 }
 
 int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
@@ -733,7 +814,7 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
 
     if (args == NULL)
         return QRPC_EINVAL;
-    rc = done != NULL ? client_call_init(c, method, args, &call) : QRPC_EINVAL;
+    rc = done != NULL ? client_call_init(c, method, args, 0, &call) : QRPC_EINVAL;
     if (rc != 0)
         goto out;
     rc = client_dest(c, &call, &fe);
@@ -746,7 +827,7 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
         done(rc, NULL, fn, arg);
         rc = 0;
     } else if (fe != &c->node->local) {
-        rc = client_start(c, fe, &call, done, fn, arg);
+        rc = client_start(c, fe, &call, done, fn, arg, NULL);
     } else {
         /* a channel may answer a local call later: its record must outlive this frame */
         cl = malloc(sizeof *cl);
@@ -758,7 +839,7 @@ int qrpc_call_async(qrpc_client *c, uint32_t method, qrpc_buf *args,
             cl->done = done;
             cl->fn = fn;
             cl->arg = arg;
-            rc = client_start(c, fe, &call, client_local_async_done, NULL, cl);
+            rc = client_start(c, fe, &call, client_local_async_done, NULL, cl, NULL);
         }
     }
     if (rc != 0) {

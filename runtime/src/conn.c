@@ -38,6 +38,7 @@
 #include "net.h"
 
 #define CONN_IOV_MAX     64     /* iovecs in one writev */
+#define CONN_FRAME_IOV   3      /* a frame's: header, body, the body's tail */
 #define CONN_BATCH_BYTES (256u << 10)   /* payload bytes in one writev */
 #define CONN_READ_CHUNK  (256u << 10)
 #define CONN_WINDOW_MIN  (16u << 10)    /* body bytes read in place, not copied */
@@ -94,6 +95,14 @@ struct qrpc__conn {
     atomic_uint peer_max_message;
     atomic_uint peer_max_inflight;
     atomic_uint_least64_t peer_incarnation;     /* 0 until the HELLO */
+
+    /*
+     * Since when a write has found no room, with no byte taken since
+     * (0: writing freely): a peer that reads nothing for stall_timeout_ms
+     * is dropped, as one that sends nothing mid-frame is, so that what we
+     * queued for it (and the callers' tails) does not wait for ever.
+     */
+    atomic_uint_least64_t blocked_ns;
 
     /* the send queue: a Treiber stack the writer empties in one exchange */
     _Atomic(qrpc__omsg *) queue;
@@ -392,6 +401,12 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
     /* After this no write can carry anything (see the top of the file). */
     if (c->pops == NULL)
         shutdown(c->fd, SHUT_RDWR);
+    /*
+     * A batch left to the loop would wait for an EPOLLOUT that no longer
+     * comes (the fd is out of epoll): its messages go now (conn_drain).
+     * A writer at work sees dead itself.
+     */
+    qrpc__conn_on_writable(c);
     pthread_mutex_lock(&c->lock);
     for (i = 0; c->ptab != NULL && i <= c->pmask; i++) {
         for (pc = c->ptab[i]; pc != NULL; pc = next) {
@@ -513,6 +528,28 @@ static void conn_take_queue(qrpc__conn *c)
     c->ring = last;
 }
 
+/*
+ * The iovecs of the next chunk bytes of m's body, from body_off: what of
+ * them lies in the owned part, then what lies in the tail.
+ */
+static void conn_body_iov(qrpc__conn *c, const qrpc__omsg *m, uint32_t chunk)
+{
+    uint32_t flat = m->body_len - m->tail_len, off = m->body_off;
+
+    if (chunk != 0 && off < flat) {
+        uint32_t k = flat - off < chunk ? flat - off : chunk;
+
+        c->iov[c->iov_n].iov_base = m->body + off;
+        c->iov[c->iov_n++].iov_len = k;
+        off += k;
+        chunk -= k;
+    }
+    if (chunk != 0) {
+        c->iov[c->iov_n].iov_base = (void *)(uintptr_t)(m->tail + (off - flat));
+        c->iov[c->iov_n++].iov_len = chunk;
+    }
+}
+
 static bool conn_has_frames(const qrpc__omsg *m)
 {
     return !m->first_built || m->body_off < m->body_len;
@@ -567,7 +604,8 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
             uint32_t chunk;
             qrpc__fhdr h;
 
-            if (c->f_n == CONN_IOV_MAX / 2 || bytes >= CONN_BATCH_BYTES)
+            if (c->f_n == CONN_IOV_MAX / 2 || c->iov_n > CONN_IOV_MAX - CONN_FRAME_IOV ||
+                bytes >= CONN_BATCH_BYTES)
                 return c->iov_n;
             if (!conn_has_frames(m)) {
                 m = m->next;
@@ -616,10 +654,7 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
                 c->iov[c->iov_n].iov_base = f->hdr;
                 c->iov[c->iov_n++].iov_len = QRPC__FRAME_HDR;
             }
-            if (chunk != 0) {
-                c->iov[c->iov_n].iov_base = m->body + m->body_off;
-                c->iov[c->iov_n++].iov_len = chunk;
-            }
+            conn_body_iov(c, m, chunk);
             m->body_off += chunk;
             m->frames_out++;
             f->iov_end = c->iov_n;
@@ -685,10 +720,20 @@ static void conn_drain(qrpc__conn *c)
         ssize_t w;
 
         if (atomic_load(&c->dead)) {
+            /*
+             * Nothing will be sent: every message goes now, the queued
+             * ones too, so that what they hold (a caller's tail, a blob
+             * other attempts share) is given back at once, not when the
+             * last reference to the connection goes.  Then, as below,
+             * give up the role and look once more.
+             */
             conn_free_ring(c);
+            conn_free_list(atomic_exchange(&c->queue, NULL));
             c->iov_n = c->iov_pos = c->f_n = c->f_pos = 0;
-            atomic_store_explicit(&c->writing, CONN_IDLE, memory_order_release);
-            return;
+            atomic_store(&c->writing, CONN_IDLE);
+            if (atomic_load(&c->queue) == NULL || !conn_take_role(c))
+                return;
+            continue;
         }
         if (c->iov_pos == c->iov_n) {
             conn_take_queue(c);
@@ -720,12 +765,21 @@ static void conn_drain(qrpc__conn *c)
                 : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         }
         if (w > 0) {
+            if (atomic_load_explicit(&c->blocked_ns, memory_order_relaxed) != 0)
+                atomic_store_explicit(&c->blocked_ns, 0, memory_order_relaxed);
             conn_consume(c, (size_t)w);
             continue;
         }
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (atomic_load_explicit(&c->blocked_ns, memory_order_relaxed) == 0) {
+                uint64_t now = qrpc__now_ns(c->node);
+
+                atomic_store_explicit(&c->blocked_ns, now, memory_order_relaxed);
+                qrpc__io_wake(c->node,
+                              now + (uint64_t)c->node->cfg.stall_timeout_ms * 1000000u);
+            }
             /* publish the batch state before a loop thread can be woken */
             atomic_store_explicit(&c->writing, CONN_HANDED, memory_order_release);
             conn_want_write(c);
@@ -818,7 +872,8 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     uint64_t now, left_ms, wake;
     bool oneway = (call->flags & QRPC_METHOD_ONEWAY) != 0;
     bool later = false;
-    uint32_t body_len = call->blob != NULL ? call->blob->len : (uint32_t)call->args->len;
+    uint64_t body_len = call->blob != NULL ? (uint64_t)call->blob->len + call->blob->tail_len
+                                           : call->args->len;
     int rc;
 
     if (call->svc->name_len == 0 || call->svc->name_len > QRPC__NAME_MAX)
@@ -858,7 +913,9 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
         qrpc__blob_ref(call->blob);
         m->blob = call->blob;
         m->body = call->blob->data;
-        m->body_len = call->blob->len;
+        m->body_len = (uint32_t)body_len;
+        m->tail = call->blob->tail;
+        m->tail_len = call->blob->tail_len;
     }
     if (!oneway) {
         pc = calloc(1, sizeof *pc);
@@ -1211,7 +1268,7 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
 {
     qrpc__pcall *expired = NULL, *pc, *next;
     uint64_t stall = (uint64_t)c->node->cfg.stall_timeout_ms * 1000000u;
-    uint64_t wake = UINT64_MAX;
+    uint64_t wake = UINT64_MAX, blocked;
     bool stalled = false;
 
     if (atomic_load(&c->dead))
@@ -1227,6 +1284,13 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
         qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer left a frame unfinished too long");
         return UINT64_MAX;
     }
+    blocked = atomic_load_explicit(&c->blocked_ns, memory_order_relaxed);
+    if (blocked != 0 && now - blocked >= stall && now > blocked) {
+        qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer took no bytes for too long");
+        return UINT64_MAX;
+    }
+    if (blocked != 0 && blocked + stall < wake)
+        wake = blocked + stall;
     pthread_mutex_lock(&c->lock);
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
         pc = c->heap[0];
@@ -1289,6 +1353,7 @@ int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *
     atomic_init(&c->queue, NULL);
     atomic_init(&c->writing, 0);
     atomic_init(&c->next_stream, 1);
+    atomic_init(&c->blocked_ns, 0);
     atomic_init(&c->inflight, 0);
     /* Until the peer's HELLO says otherwise, assume the smallest limits. */
     atomic_init(&c->peer_max_frame, QRPC__FRAME_MIN);

@@ -63,7 +63,7 @@ static void local_respond(void *ctx, int status, qrpc_buf *results)
 static int local_fe_call(void *fe, const qrpc__call *call)
 {
     qrpc_node *n = fe;
-    qrpc_buf own = { NULL, 0, 0 };
+    qrpc_buf own = { NULL, 0, 0 }, joined = { NULL, 0, 0 };
     qrpc_buf *results = call->reply != NULL ? call->reply : &own;
     local_resp lr = { call->done, call->fn, call->arg, call->reply, n->cfg.max_depth };
     qrpc__responder resp = { local_respond, &lr, sizeof lr };
@@ -75,7 +75,17 @@ static int local_fe_call(void *fe, const qrpc__call *call)
     req.method = call->method;
     req.client_id = call->client_id;
     req.deadline_ns = call->deadline_ns;
-    if (call->blob != NULL) {   /* shared bytes: borrowed for the dispatch, copied if kept */
+    if (call->blob != NULL && call->blob->tail_len != 0) {
+        /* a dispatch reads one run of bytes: the tail joins a copy */
+        if (qrpc_put_raw(&joined, call->blob->data, call->blob->len) != 0 ||
+            qrpc_put_raw(&joined, call->blob->tail, call->blob->tail_len) != 0) {
+            qrpc_buf_free(&joined);
+            return QRPC_ENOMEM;
+        }
+        req.args = joined.data;
+        req.args_len = joined.len;
+        req.args_owned = &joined.data;
+    } else if (call->blob != NULL) {   /* shared bytes: borrowed for the dispatch, copied if kept */
         req.args = call->blob->data;
         req.args_len = call->blob->len;
         req.args_owned = NULL;
@@ -88,6 +98,7 @@ static int local_fe_call(void *fe, const qrpc__call *call)
     status = qrpc__dispatch(n, &req, results);
     if (call->blob == NULL)
         qrpc_buf_free(call->args);
+    qrpc_buf_free(&joined);     /* NULL data if a channel kept it */
     if (status == QRPC__DEFERRED)
         return 0;               /* a channel answers it: local_respond */
     if (status == 0) {

@@ -77,7 +77,9 @@ typedef struct qrpc__omsg {
     uint32_t head_len;
     uint8_t *body;              /* owned and freed with the message, unless: */
     qrpc__blob *blob;           /* not NULL: body is its bytes; a reference is held */
-    uint32_t body_len;
+    uint32_t body_len;          /* body_len - tail_len bytes at body, then tail */
+    const uint8_t *tail;        /* the blob's tail, or NULL */
+    uint32_t tail_len;
     uint32_t body_off;          /* bytes of body put in frames so far */
     uint32_t frames_out;        /* frames built but not yet fully written */
     bool first_built;

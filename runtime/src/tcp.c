@@ -25,6 +25,7 @@
 #include "net.h"
 
 #define QRPC__DIAL_MS 10000u    /* longest wait for a connect to complete */
+#define TCP_NOTSENT_LOWAT_BYTES (256 << 10)     /* unsent bytes a socket may hold */
 
 typedef struct tcp_fe {
     qrpc__cfe cfe;              /* first: the FrontEnd's connection */
@@ -102,10 +103,17 @@ void qrpc__addr_format(const struct sockaddr *sa, char *out, size_t len)
 
 static void tcp_tune(int fd)
 {
-    int one = 1;
+    int one = 1, lowat = TCP_NOTSENT_LOWAT_BYTES;
 
     /* small calls must not wait for Nagle */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /*
+     * Nor behind megabytes of a large message sitting in the kernel: our
+     * writer interleaves frames, but only those it still holds.  Keeping
+     * the unsent bytes in the socket low keeps the rest of a large
+     * message with the writer, where a small one can pass it.
+     */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
 }
 
 /* ---- listening ----------------------------------------------------------------- */

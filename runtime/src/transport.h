@@ -33,12 +33,16 @@ struct qrpc__svc_key;
  * Encoded arguments shared by the attempts of one call and the messages
  * that carry them: each holder has a reference, and the last one frees
  * the bytes and then the blob with free_fn (the blob may be the first
- * member of a larger record, freed with it).
+ * member of a larger record, freed with it).  The arguments are data
+ * followed by tail: the caller's own bytes, not copied (qrpc_call_tail),
+ * which its owner keeps unchanged until free_fn has run.
  */
 typedef struct qrpc__blob {
     atomic_uint refs;
     uint8_t *data;              /* malloc'd; NULL when len is 0 */
     uint32_t len;
+    const uint8_t *tail;        /* not owned; NULL when tail_len is 0 */
+    uint32_t tail_len;
     void (*free_fn)(struct qrpc__blob *b);
 } qrpc__blob;
 
@@ -88,6 +92,10 @@ typedef struct qrpc__call {
     uint64_t incarnation;       /* ... addressed to this server incarnation */
     qrpc_buf *args;             /* the encoded arguments (see fe_call), or: */
     qrpc__blob *blob;           /* not NULL: the arguments, shared (see fe_call) */
+    /* qrpc_call_tail()'s bytes after args: client.c moves them into the
+     * blob, which is all a transport looks at */
+    const uint8_t *tail;
+    uint32_t tail_len;
     qrpc__attempt *att;         /* not NULL: told how an attempt without reply ended */
     /*
      * qrpc_call(): the caller's buffer, to receive the results, which

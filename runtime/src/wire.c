@@ -84,6 +84,15 @@ static int wire_put_counted(qrpc_buf *b, const void *p, size_t len, uint64_t bou
     return rc;
 }
 
+int qrpc_put_bytes_head(qrpc_buf *b, const qrpc_bytes *v, uint64_t bound)
+{
+    if (v == NULL || (v->len != 0 && v->data == NULL))
+        return QRPC_EINVAL;
+    if (wire_over_bound(v->len, bound))
+        return QRPC_EBOUND;
+    return qrpc_put_u32(b, (uint32_t)v->len);
+}
+
 int qrpc_put_string(qrpc_buf *b, const char *s, uint64_t bound)
 {
     if (s == NULL)

@@ -306,6 +306,17 @@ static int ks_digest(qrpc_ctx *ctx, const qrpc_bytes *data, const kitchen_Hash *
     return 0;
 }
 
+/* digest_tail(seed, data): digest()'s digest with fixed other arguments. */
+static const common_Money kd_tail_money = { common_Currency_EUR, 7 };
+
+static int ks_digest_tail(qrpc_ctx *ctx, const kitchen_Hash *seed, const qrpc_bytes *data,
+                          kitchen_Hash *result)
+{
+    (void)ctx;
+    kd_digest(data, seed, &kd_tail_money, kitchen_Color_RED, 11, result);
+    return 0;
+}
+
 static const kitchen_Kitchen_handlers ks_handlers = {
     .echo = ks_echo,
     .add = ks_add,
@@ -316,6 +327,7 @@ static const kitchen_Kitchen_handlers ks_handlers = {
     .ping = ks_ping,
     .digest = ks_digest,
     .classify = NULL,           /* QRPC_ENOMETHOD */
+    .digest_tail = ks_digest_tail,
 };
 
 static unsigned long srv_opt(const char *arg, const char *name)
@@ -1752,6 +1764,172 @@ static size_t fr_request(uint8_t *p, uint32_t stream, uint8_t flags, uint32_t bo
     fr_hdr(p, F_REQUEST, flags, stream, REQ_FIXED + KNAME_LEN + n);
     return 16 + REQ_FIXED + KNAME_LEN + n;
 }
+
+/* ---- 4b. a call's tail: bytes sent from where the caller has them ----------------- */
+
+/* n bytes of a seeded stream, malloc'd (n may be 0). */
+static uint8_t *tail_bytes(size_t n, uint64_t seed)
+{
+    uint8_t *p = malloc(n != 0 ? n : 1);
+    size_t i;
+
+    ck_assert_ptr_nonnull(p);
+    for (i = 0; i < n; i++)
+        p[i] = (uint8_t)xorshift(&seed);
+    return p;
+}
+
+static void as_digest_tail_cb(int status, kitchen_Kitchen_digest_tail_reply *reply, void *arg)
+{
+    as_res *r = arg;
+
+    if (status == 0)
+        memcpy(r->hash, reply->result, sizeof r->hash);
+    as_finish(r, status);
+}
+
+/*
+ * digest_tail's bytes go as the synchronous stub's tail: copied below 64
+ * KiB, sent in place from 64 KiB on.  Every size gets the digest of what
+ * it sent, and the caller's buffer is scribbled on and freed the moment
+ * the call returns (under ASan, a message still reading it would be
+ * caught).  The asynchronous stub, which copies, agrees.
+ */
+START_TEST(tcp_tail)
+{
+    static const size_t sizes[] = { 0, 1, 1000, 65535, 65536, 65537, MiB + 3, 16 * MiB };
+    tsrv_opts o = { .max_message = 32 * MiB };
+    qrpc_node_config cfg;
+    kitchen_Hash seed, got, want;
+    tt_count done;
+    as_res ar;
+    tsrv s;
+    tcli c;
+    size_t k;
+
+    tsrv_start(&s, &o);
+    qrpc_node_config_init(&cfg);
+    cfg.max_message = 32 * MiB;
+    tcli_open_cfg(&c, s.addr, &cfg);
+    for (k = 0; k < 32; k++)
+        seed[k] = (uint8_t)(0x30 + k);
+    for (k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        qrpc_bytes data = { tail_bytes(sizes[k], 77 + k), sizes[k] };
+        int rc;
+
+        kd_digest(&data, (const kitchen_Hash *)&seed, &kd_tail_money, kitchen_Color_RED, 11,
+                  &want);
+        rc = kitchen_Kitchen_digest_tail(c.k, (const kitchen_Hash *)&seed, &data, &got);
+        memset(data.data, 0xEE, sizes[k] != 0 ? sizes[k] : 1);
+        free(data.data);
+        ck_assert_msg(rc == 0, "%zu bytes: %s", sizes[k], qrpc_err_name(rc));
+        ck_assert_msg(memcmp(got, want, 32) == 0, "%zu bytes: wrong digest", sizes[k]);
+    }
+    {
+        qrpc_bytes data = { tail_bytes(MiB + 3, 5), MiB + 3 };
+
+        kd_digest(&data, (const kitchen_Hash *)&seed, &kd_tail_money, kitchen_Color_RED, 11,
+                  &want);
+        tt_count_init(&done);
+        memset(&ar, 0, sizeof ar);
+        ar.done = &done;
+        ck_assert_int_eq(kitchen_Kitchen_digest_tail_async(c.k, (const kitchen_Hash *)&seed,
+                                                           &data, as_digest_tail_cb, &ar), 0);
+        memset(data.data, 0xEE, data.len);      /* the async stub copied it */
+        free(data.data);
+        ck_assert(tt_count_wait(&done, 1, 30000));
+        ck_assert_int_eq(ar.status, 0);
+        ck_assert(memcmp(ar.hash, want, 32) == 0);
+        tt_count_fini(&done);
+    }
+    /* a NULL tail with a length is the caller's error, and costs the call nothing */
+    {
+        qrpc_buf args, reply;
+
+        qrpc_buf_init(&args);
+        qrpc_buf_init(&reply);
+        ck_assert_int_eq(qrpc_call_tail(c.k, kitchen_Kitchen_digest_tail_ID, &args, NULL,
+                                        100000, &reply), QRPC_EINVAL);
+        qrpc_buf_free(&reply);
+    }
+    check_serving(c.k, "after the tails");
+    tcli_close(&c);
+    tsrv_stop_clean(&s);
+}
+END_TEST
+
+/* A peer that says HELLO and then reads nothing, until told to go. */
+typedef struct deaf_peer {
+    int lfd, fd, stop[2];
+    pthread_t th;
+} deaf_peer;
+
+static void *deaf_main(void *arg)
+{
+    deaf_peer *d = arg;
+    struct pollfd p = { d->lfd, POLLIN, 0 };
+    uint8_t hello[64], b;
+
+    if (poll(&p, 1, 20000) == 1) {
+        d->fd = accept(d->lfd, NULL, NULL);
+        if (d->fd >= 0)
+            (void)raw_send(d->fd, hello, fr_hello(hello));
+    }
+    (void)read(d->stop[0], &b, 1);
+    return NULL;
+}
+
+/*
+ * A tail the peer never takes: the call's deadline passes, but the call
+ * returns only once its connection stopped holding the tail, which the
+ * node sees to by dropping a connection that took no bytes for
+ * stall_timeout_ms.  Without that, the call would never return; without
+ * the wait for the tail, it would return at its deadline with the tail
+ * still queued.
+ */
+START_TEST(tcp_tail_unread)
+{
+    qrpc_node_config cfg;
+    qrpc_bytes data = { tail_bytes(32 * MiB, 9), 32 * MiB };
+    kitchen_Hash seed = { 0 }, got;
+    deaf_peer d;
+    char addr[64];
+    int64_t t0, dt;
+    tcli c;
+    int port, rc;
+
+    memset(&d, 0, sizeof d);
+    d.fd = -1;
+    d.lfd = raw_bind_loopback(&port);
+    ck_assert_int_eq(listen(d.lfd, 4), 0);
+    ck_assert_int_eq(pipe(d.stop), 0);
+    ck_assert_int_eq(pthread_create(&d.th, NULL, deaf_main, &d), 0);
+    qrpc_node_config_init(&cfg);
+    cfg.timeout_ms = 300;
+    cfg.stall_timeout_ms = 1500;
+    cfg.retry_ms = -1;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    tcli_open_cfg(&c, addr, &cfg);
+    t0 = tt_now_ms();
+    rc = kitchen_Kitchen_digest_tail(c.k, (const kitchen_Hash *)&seed, &data, &got);
+    dt = tt_now_ms() - t0;
+    ck_assert_msg(rc == QRPC_ETIMEDOUT || rc == QRPC_EUNKNOWN, "%s", qrpc_err_name(rc));
+    ck_assert_msg(dt >= 1400 && dt < 15000, "returned after %lld ms", (long long)dt);
+    ck_assert(tt_log_wait(&c.log, "the peer took no bytes for too long", 5000));
+    memset(data.data, 0xEE, data.len);
+    free(data.data);
+    fprintf(stderr, "tcp_tail_unread: deadline 300 ms, returned after %lld ms: %s\n",
+            (long long)dt, qrpc_err_name(rc));
+    tcli_close(&c);
+    ck_assert_int_eq(write(d.stop[1], "x", 1), 1);
+    pthread_join(d.th, NULL);
+    if (d.fd >= 0)
+        close(d.fd);
+    close(d.lfd);
+    close(d.stop[0]);
+    close(d.stop[1]);
+}
+END_TEST
 
 /* add(a, b)'s arguments. */
 static void add_args(uint8_t out[8], int32_t a, int32_t b)
@@ -3420,6 +3598,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_concurrency);
     tcase_add_test(tc, tcp_out_of_order);
     tcase_add_test(tc, tcp_large);
+    tcase_add_test(tc, tcp_tail);
+    tcase_add_test(tc, tcp_tail_unread);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");

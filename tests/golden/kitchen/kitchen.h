@@ -454,6 +454,7 @@ extern const qrpc_service_desc kitchen_Kitchen_desc;
 #define kitchen_Kitchen_ping_ID UINT32_C(6)
 #define kitchen_Kitchen_digest_ID UINT32_C(4294967294)
 #define kitchen_Kitchen_classify_ID UINT32_C(7)
+#define kitchen_Kitchen_digest_tail_ID UINT32_C(8)
 
 /*
  * Client side (kitchen_client.c).  Creates a client of kitchen.Kitchen version 3
@@ -569,6 +570,23 @@ int kitchen_Kitchen_classify_async(qrpc_client *client, const kitchen_Shape *s,
                                    void *arg);
 
 /*
+ * The bulk shape: bytes last, which a synchronous stub sends as its
+ * call's tail (qrpc_call_tail).
+ */
+/* Kitchen.digest_tail = 8 */
+typedef struct kitchen_Kitchen_digest_tail_reply {
+    kitchen_Hash result;
+} kitchen_Kitchen_digest_tail_reply;
+void kitchen_Kitchen_digest_tail_reply_free(kitchen_Kitchen_digest_tail_reply *v);
+typedef void (*kitchen_Kitchen_digest_tail_cb)(int status,
+              kitchen_Kitchen_digest_tail_reply *reply, void *arg);
+int kitchen_Kitchen_digest_tail(qrpc_client *client, const kitchen_Hash *seed,
+                                const qrpc_bytes *data, kitchen_Hash *result);
+int kitchen_Kitchen_digest_tail_async(qrpc_client *client, const kitchen_Hash *seed,
+                                      const qrpc_bytes *data,
+                                      kitchen_Kitchen_digest_tail_cb cb, void *arg);
+
+/*
  * Server side (kitchen_server.c).  A handler returns 0, or a positive
  * application error that its caller receives as the stub's status.
  * In parameters belong to the runtime and live until the handler returns
@@ -592,6 +610,8 @@ typedef struct kitchen_Kitchen_handlers {
          kitchen_Hash *result);
     int (*classify)(qrpc_ctx *ctx, const kitchen_Shape *s, const kitchen_Toggle *t,
          kitchen_Code *result);
+    int (*digest_tail)(qrpc_ctx *ctx, const kitchen_Hash *seed, const qrpc_bytes *data,
+         kitchen_Hash *result);
 } kitchen_Kitchen_handlers;
 
 /* Serves kitchen.Kitchen on node; handlers and state must outlive it. */

@@ -884,3 +884,112 @@ int kitchen_Kitchen_classify_async(qrpc_client *client, const kitchen_Shape *s,
                            kitchen_Kitchen_classify_done,
                            (void (*)(void))cb, arg);
 }
+
+/* ---- Kitchen.digest_tail ---- */
+
+static int kitchen_Kitchen_digest_tail_put_args(qrpc_buf *args, const kitchen_Hash *seed,
+                                                const qrpc_bytes *data)
+{
+    int rc;
+
+    rc = kitchen_Hash_encode(args, (const kitchen_Hash *)seed);
+    if (rc != 0)
+        return rc;
+    rc = qrpc_put_bytes_head(args, data, 0);
+    if (rc != 0)
+        return rc;
+    return 0;
+}
+
+static int kitchen_Kitchen_digest_tail_reply_decode(qrpc_reader *r,
+        kitchen_Kitchen_digest_tail_reply *v)
+{
+    int rc;
+
+    memset(v, 0, sizeof *v);
+    rc = kitchen_Hash_decode(r, &v->result);
+    if (rc != 0)
+        goto fail;
+    if (qrpc_reader_left(r) != 0) {
+        rc = QRPC_EDECODE;
+        goto fail;
+    }
+    return 0;
+
+fail:
+    kitchen_Kitchen_digest_tail_reply_free(v);
+    return rc;
+}
+
+static int kitchen_Kitchen_digest_tail_take(const qrpc_buf *reply,
+                                            kitchen_Kitchen_digest_tail_reply *v)
+{
+    qrpc_reader r;
+
+    qrpc_reader_init(&r, reply->data, reply->len);
+    return kitchen_Kitchen_digest_tail_reply_decode(&r, v);
+}
+
+int kitchen_Kitchen_digest_tail(qrpc_client *client, const kitchen_Hash *seed,
+                                const qrpc_bytes *data, kitchen_Hash *result)
+{
+    qrpc_buf args;
+    qrpc_buf reply;
+    kitchen_Kitchen_digest_tail_reply out;
+    int rc;
+
+    if (seed == NULL || data == NULL || result == NULL)
+        return QRPC_EINVAL;
+    qrpc_buf_init(&args);
+    rc = kitchen_Kitchen_digest_tail_put_args(&args, seed, data);
+    if (rc != 0) {
+        qrpc_buf_free(&args);
+        return rc;
+    }
+    qrpc_buf_init(&reply);
+    rc = qrpc_call_tail(client, kitchen_Kitchen_digest_tail_ID, &args, data->data,
+                        data->len, &reply);
+    if (rc == 0)
+        rc = kitchen_Kitchen_digest_tail_take(&reply, &out);
+    qrpc_buf_free(&reply);
+    if (rc != 0)
+        return rc;
+    memcpy(result, &out.result, sizeof *result);
+    return 0;
+}
+
+static void kitchen_Kitchen_digest_tail_done(int status, qrpc_reader *results,
+                                             void (*fn)(void), void *arg)
+{
+    kitchen_Kitchen_digest_tail_cb cb = (kitchen_Kitchen_digest_tail_cb)fn;
+    kitchen_Kitchen_digest_tail_reply out;
+
+    memset(&out, 0, sizeof out);
+    if (status == 0)
+        status = kitchen_Kitchen_digest_tail_reply_decode(results, &out);
+    if (cb != NULL)
+        cb(status, status == 0 ? &out : NULL, arg);
+    kitchen_Kitchen_digest_tail_reply_free(&out);
+}
+
+int kitchen_Kitchen_digest_tail_async(qrpc_client *client, const kitchen_Hash *seed,
+                                      const qrpc_bytes *data,
+                                      kitchen_Kitchen_digest_tail_cb cb, void *arg)
+{
+    qrpc_buf args;
+    int rc;
+
+    if (seed == NULL || data == NULL)
+        return QRPC_EINVAL;
+    qrpc_buf_init(&args);
+    rc = kitchen_Kitchen_digest_tail_put_args(&args, seed, data);
+    if (rc == 0)
+        rc = qrpc_put_raw(&args, data->data, data->len);
+    if (rc != 0) {
+        qrpc_buf_free(&args);
+        return rc;
+    }
+    return qrpc_call_async(client, kitchen_Kitchen_digest_tail_ID, &args,
+                           kitchen_Kitchen_digest_tail_done,
+                           (void (*)(void))cb, arg);
+}

@@ -451,6 +451,57 @@ done:
     return rc;
 }
 
+/* ---- Kitchen.digest_tail ---- */
+
+static int kitchen_Kitchen_digest_tail_reply_encode(qrpc_buf *b,
+        const kitchen_Kitchen_digest_tail_reply *v)
+{
+    int rc;
+
+    rc = kitchen_Hash_encode(b, (const kitchen_Hash *)&v->result);
+    if (rc != 0)
+        return rc;
+    return 0;
+}
+
+static int kitchen_Kitchen_digest_tail_dispatch(qrpc_ctx *ctx, const void *handlers,
+        qrpc_reader *r, qrpc_buf *b)
+{
+    const kitchen_Kitchen_handlers *h = handlers;
+    struct {
+        kitchen_Hash seed;
+        qrpc_bytes data;
+    } in;
+    kitchen_Kitchen_digest_tail_reply out;
+    int rc;
+
+    memset(&in, 0, sizeof in);
+    memset(&out, 0, sizeof out);
+    rc = kitchen_Hash_decode(r, &in.seed);
+    if (rc != 0)
+        goto done;
+    rc = qrpc_get_bytes_view(r, &in.data, 0);
+    if (rc != 0)
+        goto done;
+    if (qrpc_reader_left(r) != 0) {
+        rc = QRPC_EDECODE;
+        goto done;
+    }
+    if (h->digest_tail == NULL) {
+        rc = QRPC_ENOMETHOD;
+        goto done;
+    }
+    rc = h->digest_tail(ctx, (const kitchen_Hash *)&in.seed, &in.data, &out.result);
+    if (rc < 0)
+        rc = QRPC_EINTERNAL;
+    if (rc == 0)
+        rc = kitchen_Kitchen_digest_tail_reply_encode(b, &out);
+
+done:
+    kitchen_Kitchen_digest_tail_reply_free(&out);
+    return rc;
+}
+
 static const qrpc_dispatch_fn kitchen_Kitchen_dispatch[] = {
     kitchen_Kitchen_echo_dispatch,
     kitchen_Kitchen_add_dispatch,
@@ -461,6 +512,7 @@ static const qrpc_dispatch_fn kitchen_Kitchen_dispatch[] = {
     kitchen_Kitchen_ping_dispatch,
     kitchen_Kitchen_digest_dispatch,
     kitchen_Kitchen_classify_dispatch,
+    kitchen_Kitchen_digest_tail_dispatch,
 };
 
 int kitchen_Kitchen_serve(qrpc_node *node, const kitchen_Kitchen_handlers *handlers,

@@ -2847,10 +2847,11 @@ static const qrpc_method_desc kitchen_Kitchen_methods[] = {
     { kitchen_Kitchen_ping_ID, "ping", 0 },
     { kitchen_Kitchen_digest_ID, "digest", 0 },
     { kitchen_Kitchen_classify_ID, "classify", QRPC_METHOD_IDEMPOTENT },
+    { kitchen_Kitchen_digest_tail_ID, "digest_tail", 0 },
 };
 
 const qrpc_service_desc kitchen_Kitchen_desc = {
-    "kitchen.Kitchen", 3, kitchen_Kitchen_methods, 9
+    "kitchen.Kitchen", 3, kitchen_Kitchen_methods, 10
 };
 
 void kitchen_Kitchen_echo_reply_free(kitchen_Kitchen_echo_reply *v)
@@ -2906,5 +2907,12 @@ void kitchen_Kitchen_classify_reply_free(kitchen_Kitchen_classify_reply *v)
     if (v == NULL)
         return;
     kitchen_Code_free(&v->result);
+    memset(v, 0, sizeof *v);
+}
+
+void kitchen_Kitchen_digest_tail_reply_free(kitchen_Kitchen_digest_tail_reply *v)
+{
+    if (v == NULL)
+        return;
     memset(v, 0, sizeof *v);
 }
