@@ -53,13 +53,16 @@ export QRPC_DEPS_CHECKED := 1
 endif
 endif
 
+# yes when every header of $(1) can be included, no otherwise.
+have_headers = $(shell printf '$(foreach h,$(1),\043include <$(h)>\n)' | \
+                 $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+
 # ZooKeeper binding (runtime/src/bind_zk.c, zk:// master addresses) is
 # built in when ZooKeeper's C client is installed; QRPC_ZOOKEEPER=no
 # leaves it out (zk:// then fails with QRPC_ENOTSUP and says why).
 QRPC_ZOOKEEPER ?= auto
 ifeq ($(QRPC_ZOOKEEPER),auto)
-QRPC_ZOOKEEPER := $(shell printf '\043include <zookeeper/zookeeper.h>\n' | \
-                    $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+QRPC_ZOOKEEPER := $(call have_headers,zookeeper/zookeeper.h)
 endif
 ifeq ($(QRPC_ZOOKEEPER),yes)
 RUNTIME_DEFS := -DQRPC_HAVE_ZOOKEEPER
@@ -71,8 +74,7 @@ endif
 # leaves it out.  The software emulation (verbs_emu.c) is always there.
 QRPC_VERBS ?= auto
 ifeq ($(QRPC_VERBS),auto)
-QRPC_VERBS := $(shell printf '\043include <infiniband/verbs.h>\n\043include <rdma/rdma_cma.h>\n' | \
-                $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+QRPC_VERBS := $(call have_headers,infiniband/verbs.h rdma/rdma_cma.h)
 endif
 ifeq ($(QRPC_VERBS),yes)
 RUNTIME_DEFS += -DQRPC_HAVE_VERBS
@@ -160,18 +162,17 @@ $(BUILD)/obj/runtime/%.o: runtime/%.c | $(IDL_GENDIR)/master.stamp
 	$(CC) $(CFLAGS_ALL) -fPIC $(RUNTIME_DEFS) $(RUNTIME_INC) -Iruntime/src -I$(IDL_GENDIR) \
 	    -c -o $@ $<
 
-# bind_zk.o again when QRPC_ZOOKEEPER changes.
-ZK_STAMP := $(BUILD)/gen/zookeeper-$(QRPC_ZOOKEEPER).stamp
-$(ZK_STAMP):
+# A stamp per value of a build option (option-NAME-VALUE.stamp), so that the
+# objects that depend on the option are built again when it changes:
+# bind_zk.o (and tests.mk's ZooKeeper tests) on QRPC_ZOOKEEPER, verbs_ibv.o
+# and rdma.o on QRPC_VERBS.
+$(BUILD)/gen/option-%.stamp:
 	@mkdir -p $(dir $@)
-	rm -f $(BUILD)/gen/zookeeper-*.stamp
+	rm -f $(BUILD)/gen/option-$(firstword $(subst -, ,$*))-*.stamp
 	touch $@
+ZK_STAMP    := $(BUILD)/gen/option-zookeeper-$(QRPC_ZOOKEEPER).stamp
+VERBS_STAMP := $(BUILD)/gen/option-verbs-$(QRPC_VERBS).stamp
 $(BUILD)/obj/runtime/src/bind_zk.o: $(ZK_STAMP)
-VERBS_STAMP := $(BUILD)/gen/verbs-$(QRPC_VERBS).stamp
-$(VERBS_STAMP):
-	@mkdir -p $(dir $@)
-	rm -f $(BUILD)/gen/verbs-*.stamp
-	touch $@
 $(BUILD)/obj/runtime/src/verbs_ibv.o $(BUILD)/obj/runtime/src/rdma.o: $(VERBS_STAMP)
 
 $(LIBQRPC_A): $(RUNTIME_OBJ)

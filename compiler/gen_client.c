@@ -65,7 +65,7 @@ static bool cl_has_args(const qg_method *m)
 static void cl_put_args(gen_ctx *g, const qg_decl *svc, const qg_method *m)
 {
     const char *mn = qg_cname_method(g->p, svc, m);
-    const qg_param *pa;
+    const qg_param *pa, *tail = cl_tail(m);
     gen_fn fn;
 
     memset(&fn, 0, sizeof fn);
@@ -79,7 +79,7 @@ static void cl_put_args(gen_ctx *g, const qg_decl *svc, const qg_method *m)
         qg_sb_puts(g->sb, "    int rc;\n\n");
     g->buf = "args";
     for (pa = m->params; pa != NULL; pa = pa->next) {
-        if (pa == cl_tail(m))
+        if (pa == tail)
             gen_emit_encode_head(g, pa->f.type, cl_arg_lvalue(g, pa), "    ");
         else if (pa->dir != QG_OUT)
             gen_emit_encode(g, &fn, pa->f.type, 0, cl_arg_lvalue(g, pa), "    ");
@@ -214,7 +214,7 @@ static void cl_sync(gen_ctx *g, const qg_decl *svc, const qg_method *m)
 static void cl_async(gen_ctx *g, const qg_decl *svc, const qg_method *m)
 {
     const char *mn = qg_cname_method(g->p, svc, m);
-    const qg_param *pa;
+    const qg_param *pa, *tail = cl_tail(m);
 
     qg_sb_printf(g->sb, "\nstatic void %s_done(int status, qrpc_reader *results, "
                  "void (*fn)(void), void *arg)\n{\n    %s_cb cb = (%s_cb)fn;\n", mn, mn, mn);
@@ -240,9 +240,9 @@ static void cl_async(gen_ctx *g, const qg_decl *svc, const qg_method *m)
         if (pa->dir != QG_OUT)
             qg_sb_printf(g->sb, ", %s", pa->f.name);
     qg_sb_puts(g->sb, ");\n");
-    if (cl_tail(m) != NULL)
+    if (tail != NULL)
         qg_sb_printf(g->sb, "    if (rc == 0)\n        rc = qrpc_put_raw(&args, %s->data, %s->len);\n",
-                     cl_tail(m)->f.name, cl_tail(m)->f.name);
+                     tail->f.name, tail->f.name);
     qg_sb_puts(g->sb, "    if (rc != 0) {\n        qrpc_buf_free(&args);\n"
                "        return rc;\n    }\n");
     qg_sb_printf(g->sb, "    return qrpc_call_async(client, %s_ID, &args, %s_done,\n"

@@ -92,8 +92,9 @@ typedef struct qrpc_node_config {
     uint32_t timeout_ms;                /* default call deadline (0: 30000) */
     unsigned max_depth;                 /* nesting of recursive types (0: 64) */
     uint32_t max_frame;                 /* frame payload on the wire (0: 64 KiB) */
-    uint32_t stall_timeout_ms;          /* a peer that leaves a frame unfinished
-                                           this long is dropped (0: 30000) */
+    uint32_t stall_timeout_ms;          /* a peer that leaves a frame unfinished,
+                                           or takes none of our bytes, this long
+                                           is dropped (0: 30000) */
     uint32_t lease_ms;                  /* the reply cache forgets a client
                                            silent this long (0: 60000) */
     int32_t spin_us;                    /* how long a caller waiting for a

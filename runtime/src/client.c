@@ -189,7 +189,7 @@ typedef struct client_sync {
     pthread_cond_t cond;
     int status;
     atomic_bool done;
-    bool armed;                 /* an op holds the tail: wait for released */
+    bool armed;                 /* an op took the tail: wait for released */
     bool released;              /* under lock */
 } client_sync;
 
@@ -205,12 +205,6 @@ static void client_sync_done(int status, qrpc_reader *results,
     atomic_store_explicit(&w->done, true, memory_order_release);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
-}
-
-/* On the caller's thread, when the op that holds the tail is made. */
-static void client_sync_arm(client_sync *w)
-{
-    w->armed = true;
 }
 
 /* The op is gone: nothing reads the tail any more.  Any thread. */
@@ -323,6 +317,8 @@ static client_op *client_op_new(qrpc_client *c, qrpc__fe *fe, qrpc__call *call,
     op->blob.tail_len = call->tail_len;
     op->blob.free_fn = client_op_free;
     op->rel = rel;
+    if (rel != NULL)
+        rel->armed = true;      /* the caller's thread: read after client_start */
     call->args->data = NULL;
     call->args->len = call->args->cap = 0;
     op->client = c;
@@ -634,8 +630,6 @@ static int client_start(qrpc_client *c, qrpc__fe *fe, qrpc__call *call, qrpc_don
     op = client_op_new(c, fe, call, done, fn, arg, rel);
     if (op == NULL)
         return QRPC_ENOMEM;
-    if (rel != NULL)
-        client_sync_arm(rel);
     if (!c->quiet)
         qrpc__counter_add(&n->st_calls, 1);
     rc = qrpc__fe_call(fe, &op->call);
@@ -712,12 +706,6 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
     }
     if (reply != NULL)
         reply->len = 0;
-    if (tail_len < CLIENT_TAIL_MIN) {
-        rc = qrpc_put_raw(args, tail, tail_len);
-        tail_len = 0;
-        if (rc != 0)
-            goto out;
-    }
     rc = client_call_init(c, method, args, tail_len, &call);
     if (rc != 0)
         goto out;
@@ -731,8 +719,9 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
         call.reply = reply;
     }
     rc = client_dest(c, &call, &fe);
-    if (rc == 0 && tail_len != 0 && fe == &c->node->local) {
-        rc = qrpc_put_raw(args, tail, tail_len);        /* dispatched in place: one run */
+    if (rc == 0 && (tail_len < CLIENT_TAIL_MIN || fe == &c->node->local)) {
+        /* short, or dispatched in place (one run of bytes): copied */
+        rc = qrpc_put_raw(args, tail, tail_len);
         tail_len = 0;
     }
     if (rc != 0) {

@@ -491,6 +491,19 @@ static bool conn_take_role(qrpc__conn *c)
                                                    memory_order_seq_cst);
 }
 
+/*
+ * Gives up the role, then looks once more: true when a message came
+ * meanwhile and the role is ours again.  Sequentially consistent, store
+ * and look: with a release store the look could pass it (x86 lets a load
+ * overtake an earlier store), and a sender that pushed meanwhile and still
+ * saw the role taken would leave its message queued with no writer at all.
+ */
+static bool conn_let_go(qrpc__conn *c)
+{
+    atomic_store(&c->writing, CONN_IDLE);
+    return atomic_load(&c->queue) != NULL && conn_take_role(c);
+}
+
 static void conn_push(qrpc__conn *c, qrpc__omsg *m)
 {
     qrpc__omsg *head = atomic_load_explicit(&c->queue, memory_order_relaxed);
@@ -724,30 +737,19 @@ static void conn_drain(qrpc__conn *c)
              * Nothing will be sent: every message goes now, the queued
              * ones too, so that what they hold (a caller's tail, a blob
              * other attempts share) is given back at once, not when the
-             * last reference to the connection goes.  Then, as below,
-             * give up the role and look once more.
+             * last reference to the connection goes.
              */
             conn_free_ring(c);
             conn_free_list(atomic_exchange(&c->queue, NULL));
             c->iov_n = c->iov_pos = c->f_n = c->f_pos = 0;
-            atomic_store(&c->writing, CONN_IDLE);
-            if (atomic_load(&c->queue) == NULL || !conn_take_role(c))
+            if (!conn_let_go(c))
                 return;
             continue;
         }
         if (c->iov_pos == c->iov_n) {
             conn_take_queue(c);
             if (conn_fill(c, sent, &n_sent) == 0) {
-                /*
-                 * Nothing left: give up the role, then look once more.
-                 * Sequentially consistent, store and look: with a release
-                 * store the look could pass it (x86 lets a load overtake an
-                 * earlier store), and a sender that pushed meanwhile and
-                 * still saw the role taken would leave its message queued
-                 * with no writer at all.
-                 */
-                atomic_store(&c->writing, CONN_IDLE);
-                if (atomic_load(&c->queue) == NULL || !conn_take_role(c))
+                if (!conn_let_go(c))    /* nothing left */
                     return;
                 continue;
             }
@@ -1285,7 +1287,7 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
         return UINT64_MAX;
     }
     blocked = atomic_load_explicit(&c->blocked_ns, memory_order_relaxed);
-    if (blocked != 0 && now - blocked >= stall && now > blocked) {
+    if (blocked != 0 && now > blocked && now - blocked >= stall) {
         qrpc__conn_fail(c, QRPC_EUNKNOWN, "the peer took no bytes for too long");
         return UINT64_MAX;
     }

@@ -84,15 +84,6 @@ static int wire_put_counted(qrpc_buf *b, const void *p, size_t len, uint64_t bou
     return rc;
 }
 
-int qrpc_put_bytes_head(qrpc_buf *b, const qrpc_bytes *v, uint64_t bound)
-{
-    if (v == NULL || (v->len != 0 && v->data == NULL))
-        return QRPC_EINVAL;
-    if (wire_over_bound(v->len, bound))
-        return QRPC_EBOUND;
-    return qrpc_put_u32(b, (uint32_t)v->len);
-}
-
 int qrpc_put_string(qrpc_buf *b, const char *s, uint64_t bound)
 {
     if (s == NULL)
@@ -100,9 +91,15 @@ int qrpc_put_string(qrpc_buf *b, const char *s, uint64_t bound)
     return wire_put_counted(b, s, strlen(s), bound);
 }
 
+/* A bytes value no put can take: none, or a length without data. */
+static bool wire_bytes_bad(const qrpc_bytes *v)
+{
+    return v == NULL || (v->len != 0 && v->data == NULL);
+}
+
 int qrpc_put_bytes(qrpc_buf *b, const qrpc_bytes *v, uint64_t bound)
 {
-    if (v == NULL || (v->len != 0 && v->data == NULL))
+    if (wire_bytes_bad(v))
         return QRPC_EINVAL;
     return wire_put_counted(b, v->data, v->len, bound);
 }
@@ -112,6 +109,13 @@ int qrpc_put_count(qrpc_buf *b, size_t n, uint64_t bound)
     if (wire_over_bound(n, bound))
         return QRPC_EBOUND;
     return qrpc_put_u32(b, (uint32_t)n);
+}
+
+int qrpc_put_bytes_head(qrpc_buf *b, const qrpc_bytes *v, uint64_t bound)
+{
+    if (wire_bytes_bad(v))
+        return QRPC_EINVAL;
+    return qrpc_put_count(b, v->len, bound);
 }
 
 int qrpc_get_count(qrpc_reader *r, uint32_t *count, uint64_t bound, uint32_t min_elem)

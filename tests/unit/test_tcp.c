@@ -1842,14 +1842,32 @@ START_TEST(tcp_tail)
         ck_assert(memcmp(ar.hash, want, 32) == 0);
         tt_count_fini(&done);
     }
-    /* a NULL tail with a length is the caller's error, and costs the call nothing */
+    /*
+     * A NULL tail with a length is the caller's error; arguments and tail
+     * over max_message together are refused before anything is sent.
+     */
     {
         qrpc_buf args, reply;
+        size_t n = 32 * MiB - 35;       /* + the 32-byte seed + 4 of length: one over */
+        uint8_t *big = calloc(1, n);
 
+        ck_assert_ptr_nonnull(big);
         qrpc_buf_init(&args);
         qrpc_buf_init(&reply);
         ck_assert_int_eq(qrpc_call_tail(c.k, kitchen_Kitchen_digest_tail_ID, &args, NULL,
                                         100000, &reply), QRPC_EINVAL);
+        qrpc_buf_init(&args);
+        ck_assert_int_eq(qrpc_put_raw(&args, seed, 32), 0);
+        ck_assert_int_eq(qrpc_put_u32(&args, (uint32_t)n), 0);
+        ck_assert_int_eq(qrpc_call_tail(c.k, kitchen_Kitchen_digest_tail_ID, &args, big, n,
+                                        &reply), QRPC_ETOOBIG);
+        ck_assert_uint_eq(args.len, 0);         /* taken in every case */
+        qrpc_buf_init(&args);
+        ck_assert_int_eq(qrpc_put_raw(&args, seed, 32), 0);
+        ck_assert_int_eq(qrpc_put_u32(&args, (uint32_t)(n - 1)), 0);
+        ck_assert_int_eq(qrpc_call_tail(c.k, kitchen_Kitchen_digest_tail_ID, &args, big, n - 1,
+                                        &reply), 0);            /* exactly max_message */
+        free(big);
         qrpc_buf_free(&reply);
     }
     check_serving(c.k, "after the tails");

@@ -513,9 +513,18 @@ START_TEST(test_put_bounds)
     }
 #endif
     ck_assert_uint_eq(b.len, 1 + 9 + 9 + 4 + 4 + 4 + 4);
+    /* the head: the length qrpc_put_bytes writes, and not the bytes */
+    ck_assert_int_eq(qrpc_put_bytes_head(&b, &v, 5), 0);
+    ck_assert_uint_eq(b.len, 1 + 9 + 9 + 4 + 4 + 4 + 4 + 4);
+    ck_assert_int_eq(memcmp(b.data + b.len - 4, "\x05\0\0\0", 4), 0);
+    ck_assert_int_eq(qrpc_put_bytes_head(&b, &v, 4), QRPC_EBOUND);
+    ck_assert_uint_eq(b.len, 1 + 9 + 9 + 4 + 4 + 4 + 4 + 4);
     v.data = NULL;                  /* 5 bytes at NULL */
     ck_assert_int_eq(qrpc_put_bytes(&b, &v, 0), QRPC_EINVAL);
     ck_assert_int_eq(qrpc_put_bytes(&b, NULL, 0), QRPC_EINVAL);
+    ck_assert_int_eq(qrpc_put_bytes_head(&b, &v, 0), QRPC_EINVAL);
+    ck_assert_int_eq(qrpc_put_bytes_head(&b, NULL, 0), QRPC_EINVAL);
+    ck_assert_uint_eq(b.len, 1 + 9 + 9 + 4 + 4 + 4 + 4 + 4);
     qrpc_buf_free(&b);
 }
 END_TEST
