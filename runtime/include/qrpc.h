@@ -130,6 +130,13 @@ typedef struct qrpc_node_config {
     unsigned rdma_polling;              /* 1: a thread spins on RDMA
                                            completions (a dedicated core);
                                            0: they wake the loop (epoll) */
+    uint32_t tcp_rcvbuf;                /* the kernel's receive buffer of each
+                                           TCP connection, in bytes, which
+                                           bounds the bytes of a large
+                                           message queued ahead of a small
+                                           one (qrpc(3), LIMITS); 0: the
+                                           kernel's own, which grows with
+                                           the traffic [4096, 1 GiB] */
     uint32_t rdma_credits;              /* receive buffers of 16 KiB per
                                            RDMA connection, each a credit
                                            of its peer (0: 32) [4, 1024] */

@@ -12,19 +12,22 @@
  * n bytes given.
  *
  * Memory: a body buffer grows as its bytes arrive (doubling, capped at the
- * declared body length), never to the declared length up front, so a peer
- * that declares 64 MiB and sends ten bytes costs ten bytes and the
- * constants below.  A message whose first frame has END (most small
- * calls) is read into the reader's own rx_stream, costs one malloc of its
- * body, handed to on_msg as is, and counts against neither max_streams
- * nor max_buffered: it is bounded by max_frame, only one is read at a
- * time, and a sender could not keep to limits that counted it (see
- * qrpc-protocol(7), "Splitting and interleaving").  Other messages are
- * counted, max_buffered against the body bytes of the frames accepted so
- * far for them.  The heap held for them is at most twice that, plus per
- * message RX_BODY_MIN, one rx_stream (about 370 bytes, mostly the service
- * name) and two table slots; add max_frame for the one-frame message
- * being read.
+ * declared body length), so a peer that declares 2 MiB and sends ten
+ * bytes costs ten bytes and the constants below.  A message whose first
+ * frame has END (most small calls) is read into the reader's own
+ * rx_stream, costs one malloc of its body, handed to on_msg as is, and
+ * counts against neither max_streams nor max_buffered: it is bounded by
+ * max_frame, only one is read at a time, and a sender could not keep to
+ * limits that counted it (see qrpc-protocol(7), "Splitting and
+ * interleaving").  Other messages are counted, max_buffered against the
+ * body bytes of the frames accepted so far for them, except that one
+ * declared at least RX_BODY_WHOLE (4 MiB) long counts its whole declared
+ * length from its first frame and is allocated whole: that is what a
+ * sender keeping to those rules already allows for, and the kernel backs
+ * the allocation only as bytes land in it.  The heap held for them is at
+ * most twice max_buffered, plus per message RX_BODY_MIN, one rx_stream
+ * (about 370 bytes, mostly the service name) and two table slots; add
+ * max_frame for the one-frame message being read.
  *
  * Messages being assembled over several frames live in an open-addressing
  * table keyed by stream id, with linear probing and backward-shift
@@ -40,11 +43,20 @@
 #include <sys/random.h>
 
 #include "frame.h"
+#include "mem.h"
 
 /* Smallest max_message a HELLO may declare (qrpc_node_config's minimum). */
 #define RX_MIN_MESSAGE 1024u
 /* First allocation of a body assembled over several feeds. */
 #define RX_BODY_MIN 256u
+/*
+ * A body assembled over several frames and declared at least this long is
+ * counted against max_buffered whole at its first frame, and allocated
+ * whole at its first byte, on huge pages: growing it by doubling would
+ * mean a fault per 4 KiB page and copies (remapping a huge-page range as
+ * it grows measured slower still).
+ */
+#define RX_BODY_WHOLE QRPC__MEM_HUGE_MIN
 /* Slots of a new stream table; a power of two. */
 #define RX_SLOTS_MIN 16u
 /* Request flags a peer may set: QRPC_METHOD_* of qrpc.h, and RETRY. */
@@ -113,6 +125,7 @@ typedef struct rx_stream {
     qrpc__rx_msg msg;
     uint32_t got;               /* body bytes received */
     uint32_t cap;               /* bytes allocated at msg.body */
+    bool whole;                 /* counted and allocated whole (RX_BODY_WHOLE) */
 } rx_stream;
 
 /* A slot of the stream table; s is NULL when the slot is empty. */
@@ -276,11 +289,14 @@ static int rx_grow(rx_stream *s, uint32_t more)
         cap = need;
     if (cap < RX_BODY_MIN)
         cap = RX_BODY_MIN;
-    if (cap > s->msg.body_len)
+    if (cap > s->msg.body_len || s->whole)
         cap = s->msg.body_len;
     p = realloc(s->msg.body, (size_t)cap);
     if (p == NULL)
         return QRPC_ENOMEM;
+    /* the last allocation of a large body: on huge pages (mem.h) */
+    if (cap == s->msg.body_len)
+        qrpc__mem_huge(p, (size_t)cap);
     s->msg.body = p;
     s->cap = (uint32_t)cap;
     return 0;
@@ -334,11 +350,17 @@ static int rx_msg_start(qrpc__rx *rx, const char **why)
     s->msg.body = NULL;
     s->got = 0;
     s->cap = 0;
+    s->whole = false;
     rx->cur = s;
     if (!(rx->fh.flags & QRPC__FF_END)) {
         rx_stream *ns;
+        uint32_t count = in_frame;
 
-        if (rx->buffered + in_frame > rx->lim.max_buffered)
+        if (s->msg.body_len >= RX_BODY_WHOLE) {
+            s->whole = true;
+            count = s->msg.body_len;
+        }
+        if (rx->buffered + count > rx->lim.max_buffered)
             return rx_fail(rx, why, "too many body bytes being assembled");
         ns = malloc(sizeof *ns);
         if (ns == NULL)
@@ -349,7 +371,7 @@ static int rx_msg_start(qrpc__rx *rx, const char **why)
             return rx_oom(rx, why);
         }
         rx->cur = ns;
-        rx->buffered += in_frame;
+        rx->buffered += count;
     }
     if (rx->left == 0)
         return rx_frame_done(rx);
@@ -489,9 +511,11 @@ static int rx_frame(qrpc__rx *rx, const uint8_t *h, const char **why)
             return rx_fail(rx, why, "more body bytes than the header declared");
         if ((fh->flags & QRPC__FF_END) && fh->len < s->msg.body_len - s->got)
             return rx_fail(rx, why, "END before the whole body");
-        if (rx->buffered + fh->len > rx->lim.max_buffered)
-            return rx_fail(rx, why, "too many body bytes being assembled");
-        rx->buffered += fh->len;
+        if (!s->whole) {
+            if (rx->buffered + fh->len > rx->lim.max_buffered)
+                return rx_fail(rx, why, "too many body bytes being assembled");
+            rx->buffered += fh->len;
+        }
         rx->cur = s;
         if (fh->len == 0)
             return rx_frame_done(rx);

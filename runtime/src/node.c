@@ -35,6 +35,8 @@
 #define NODE_DEFAULT_RDMA_CREDITS 32
 #define NODE_MIN_RDMA_CREDITS     4
 #define NODE_MAX_RDMA_CREDITS     1024
+#define NODE_MIN_TCP_RCVBUF       4096u
+#define NODE_MAX_TCP_RCVBUF       (1u << 30)
 #define NODE_MAX_RETRY_MS         3600000
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
@@ -63,6 +65,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->rdma_listen = NULL;
     cfg->rdma_polling = 0;
     cfg->rdma_credits = NODE_DEFAULT_RDMA_CREDITS;
+    cfg->tcp_rcvbuf = 0;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -83,6 +86,8 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         in->retry_ms < -1 || in->retry_ms > NODE_MAX_RETRY_MS ||
         (in->dedup_log != NULL && (in->listen == NULL || in->dedup_log[0] == '\0')) ||
         in->rdma_polling > 1 ||
+        (in->tcp_rcvbuf != 0 && (in->tcp_rcvbuf < NODE_MIN_TCP_RCVBUF ||
+                                 in->tcp_rcvbuf > NODE_MAX_TCP_RCVBUF)) ||
         (in->rdma_credits != 0 && (in->rdma_credits < NODE_MIN_RDMA_CREDITS ||
                                    in->rdma_credits > NODE_MAX_RDMA_CREDITS)))
         return QRPC_EINVAL;
@@ -92,6 +97,7 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
     out->rdma = in->rdma;
     out->rdma_listen = in->rdma_listen;
     out->rdma_polling = in->rdma_polling;
+    out->tcp_rcvbuf = in->tcp_rcvbuf;
     if (in->rdma_credits != 0)
         out->rdma_credits = in->rdma_credits;
     out->log = in->log;

@@ -101,6 +101,21 @@ void qrpc__addr_format(const struct sockaddr *sa, char *out, size_t len)
     }
 }
 
+/*
+ * A bound on the kernel's receive buffer, when the node sets one: set
+ * before listen() (accepted sockets inherit it) and before connect(), so
+ * that the window scale offered in the handshake fits it.
+ */
+static void tcp_rcvbuf(const qrpc_node *n, int fd)
+{
+    int v;
+
+    if (n->cfg.tcp_rcvbuf == 0)
+        return;
+    v = (int)n->cfg.tcp_rcvbuf;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+}
+
 static void tcp_tune(int fd)
 {
     int one = 1, lowat = TCP_NOTSENT_LOWAT_BYTES;
@@ -132,6 +147,7 @@ int qrpc__tcp_listen(qrpc_node *n)
         return QRPC_EIO;
     /* a restarted server gets its port back at once */
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    tcp_rcvbuf(n, fd);
     if (bind(fd, (struct sockaddr *)&sa, salen) != 0 || listen(fd, 512) != 0) {
         qrpc__log(n, "cannot listen on %s: %s", n->cfg.listen, strerror(errno));
         close(fd);
@@ -206,6 +222,7 @@ static int tcp_dial(qrpc__cfe *cfe, uint64_t deadline_ns, qrpc__conn **out)
     if (fd < 0)
         return QRPC_EUNAVAILABLE;
     tcp_tune(fd);
+    tcp_rcvbuf(n, fd);
     if (connect(fd, (struct sockaddr *)&fe->sa, fe->salen) != 0) {
         if (errno != EINPROGRESS) {
             err = errno;

@@ -12,7 +12,10 @@
  * server's address: every workload's calls, from any thread, share its one
  * FrontEnd and connection.  Both nodes raise max_message to
  * NET_MAX_MESSAGE: the default (64 MiB) refuses a 64 MiB `bytes` argument,
- * whose encoding is 4 bytes longer.  Everything else is the default.
+ * whose encoding is 4 bytes longer.  Everything else is the default,
+ * unless BENCH_QRPC_RCVBUF sets both nodes' tcp_rcvbuf (qrpc(3)), to
+ * measure what bounding the kernel's receive buffer does to the mixed
+ * workload.
  *
  * The small call is add (at-most-once: the server's reply cache) or, for
  * the dedup workload, its idempotent twin add_idem (no cache), as
@@ -35,6 +38,12 @@
 #include "bench_net.h"
 #include "bench_util.h"
 #include "netbench.h"
+
+/* Both nodes' tcp_rcvbuf: BENCH_QRPC_RCVBUF, or 0 (the kernel's own). */
+static uint32_t qrpc_rcvbuf(void)
+{
+    return (uint32_t)bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30);
+}
 
 static void bench_quiet_log(void *arg, const char *line)
 {
@@ -85,6 +94,7 @@ static int qrpc_serve_main(void)
     qrpc_node_config_init(&cfg);
     cfg.listen = "127.0.0.1:0";
     cfg.max_message = NET_MAX_MESSAGE;
+    cfg.tcp_rcvbuf = qrpc_rcvbuf();
     cfg.rdma = qrpc_rdma;
     rc = qrpc_node_create(&cfg, &node);
     if (rc != 0)
@@ -119,6 +129,7 @@ static void qrpc_open(const char *addr)
     qrpc_node_config_init(&cfg);
     cfg.max_message = NET_MAX_MESSAGE;
     cfg.rdma = qrpc_rdma;
+    cfg.tcp_rcvbuf = qrpc_rcvbuf();
     rc = qrpc_node_create(&cfg, &cli_node);
     if (rc != 0)
         qrpc_fail("client node", rc);

@@ -20,8 +20,10 @@
 #include <check.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qrpc.h"
 #include "../../runtime/src/frame.h"
@@ -1762,23 +1764,39 @@ static void patch_len(wr *w, size_t off, uint32_t len)
     w->b.data[off + 15] = (uint8_t)(len >> 24);
 }
 
-/* A declared 64 MiB body that never comes costs what came, not 64 MiB. */
+/*
+ * Into a new w: the start of a request frame of 65536 bytes for a body
+ * declared body_len long, of which the header and 10 body bytes come.
+ * Returns the request header's length.
+ */
+static size_t wr_declared(wr *w, uint32_t body_len)
+{
+    qrpc__reqhdr r = mk_req(body_len, "bank.Bank");
+    uint8_t h[QRPC__REQHDR_FIXED + QRPC__NAME_MAX];
+    size_t hl = qrpc__reqhdr_put(h, &r);
+
+    wr_init(w);
+    wr_frame2(w, QRPC__F_REQUEST, 0, 1, h, hl, "0123456789", 10);
+    patch_len(w, 0, 65536);
+    return hl;
+}
+
+/*
+ * A declared body under 4 MiB that never comes costs what came, not its
+ * declared length.
+ */
 START_TEST(test_memory_declared_not_sent)
 {
     qrpc__rx_limits lim = { 65536, 64u << 20, 1024, 64u << 20 };
-    qrpc__reqhdr r = mk_req(64u << 20, "bank.Bank");
-    uint8_t h[QRPC__REQHDR_FIXED + QRPC__NAME_MAX], chunk[1000];
-    size_t hl = qrpc__reqhdr_put(h, &r), base, used, sent = 10, rest, k;
+    uint8_t chunk[1000];
+    size_t hl, base, used, sent = 10, rest, k;
     int measurable = heap_measurable();
     rec got = { 0 };
     const char *why;
     qrpc__rx *rx;
     wr w;
 
-    /* A frame of 65536 bytes of which the header and 10 body bytes come. */
-    wr_init(&w);
-    wr_frame2(&w, QRPC__F_REQUEST, 0, 1, h, hl, "0123456789", 10);
-    patch_len(&w, 0, 65536);
+    hl = wr_declared(&w, (4u << 20) - 1);
     rx = rx_after_hello(&lim, &got);
     base = heap_in_use();
     ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), 0);
@@ -1802,6 +1820,105 @@ START_TEST(test_memory_declared_not_sent)
     qrpc__rx_free(rx);
     rec_free(&got);
     wr_free(&w);
+}
+END_TEST
+
+/* Resident memory of this process, in bytes (0: unknown). */
+static size_t rss_bytes(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * A body of 4 MiB or more is allocated whole (on huge pages, mem.h), but
+ * the memory it holds still follows what came: a declared 64 MiB of which
+ * 10 bytes came costs at most a huge page or two of resident memory.
+ */
+START_TEST(test_memory_whole_resident)
+{
+    qrpc__rx_limits lim = { 65536, 64u << 20, 1024, 64u << 20 };
+    size_t base, now;
+    rec got = { 0 };
+    const char *why;
+    qrpc__rx *rx;
+    wr w;
+
+    (void)wr_declared(&w, 64u << 20);
+    rx = rx_after_hello(&lim, &got);
+    base = rss_bytes();
+    ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), 0);
+    now = rss_bytes();
+    if (base != 0)
+        ck_assert_msg(now < base + (8u << 20), "%zu bytes resident for 10 body bytes",
+                      now - base);
+    ck_assert(!qrpc__rx_idle(rx));
+    ck_assert_uint_eq(got.n, 1);
+    qrpc__rx_free(rx);
+    rec_free(&got);
+    wr_free(&w);
+}
+END_TEST
+
+/*
+ * A body of 4 MiB or more counts whole against max_buffered from its first
+ * frame, and its DATA frames add nothing: exactly max_buffered declared is
+ * accepted, a whole body is delivered intact (read through windows too),
+ * and its room is given back on delivery.
+ */
+START_TEST(test_whole_body)
+{
+    qrpc__rx_limits lim = { 65536, 8u << 20, 16, 10u << 20 };
+    uint32_t len1 = 6u << 20, len2 = 4u << 20, off, k;
+    uint8_t *pat = malloc(len1);
+    rec got = { 0 };
+    const char *why;
+    qrpc__rx *rx;
+    int mode;
+    wr w;
+
+    ck_assert_ptr_nonnull(pat);
+    for (off = 0; off < len1; off++)
+        pat[off] = (uint8_t)(off * 7 + (off >> 16));
+    for (mode = 0; mode < SPLIT_MODES; mode++) {
+        rx = rx_after_hello(&lim, &got);
+        wr_init(&w);
+        wr_open(&w, 1, len1, 1000);             /* 6 MiB counted */
+        wr_open(&w, 2, len2, 1000);             /* 10 MiB: exactly max_buffered */
+        wr_reply(&w, 3, 0, "ok", 2);            /* one frame: not counted */
+        /* the rest of stream 1: the bytes after the 1000 zeros wr_open sent */
+        for (off = 1000; off < len1; off += k) {
+            k = len1 - off < 65536 ? len1 - off : 65536;
+            wr_frame(&w, QRPC__F_DATA, off + k == len1 ? QRPC__FF_END : 0, 1, pat + off, k);
+        }
+        wr_open(&w, 4, len1, 1000);             /* stream 1's room, given back */
+        wr_frame(&w, QRPC__F_DATA, 0, 2, pat, 65536);   /* adds nothing */
+        ck_assert_int_eq(feed_split(rx, w.b.data, w.b.len, mode, 99, &why), 0);
+        ck_assert_uint_eq(got.n, 3);
+        ck_assert_uint_eq(got.ev[1].stream, 3);
+        ck_assert_uint_eq(got.ev[2].stream, 1);
+        ck_assert_uint_eq(got.ev[2].msg.body_len, len1);
+        for (off = 0; off < 1000; off++)
+            ck_assert_uint_eq(got.ev[2].msg.body[off], 0);
+        ck_assert_int_eq(memcmp(got.ev[2].msg.body + 1000, pat + 1000, len1 - 1000), 0);
+        /* 16 MiB declared now: one more whole body of 4 MiB does not fit */
+        w.b.len = 0;
+        wr_open(&w, 5, len2, 1);
+        ck_assert_int_eq(qrpc__rx_feed(rx, w.b.data, w.b.len, &why), QRPC_EPROTO);
+        ck_assert_str_eq(why, "too many body bytes being assembled");
+        qrpc__rx_free(rx);
+        rec_free(&got);
+        wr_free(&w);
+        memset(&got, 0, sizeof got);
+    }
+    free(pat);
 }
 END_TEST
 
@@ -2102,6 +2219,8 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_limits_exact);
     tcase_add_test(tc, test_memory_declared_not_sent);
     tcase_add_test(tc, test_memory_frame_not_sent);
+    tcase_add_test(tc, test_memory_whole_resident);
+    tcase_add_test(tc, test_whole_body);
     tcase_add_test(tc, test_max_streams);
     tcase_add_test(tc, test_stream_churn);
     tcase_add_test(tc, test_free_partial);

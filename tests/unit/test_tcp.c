@@ -32,6 +32,7 @@
  * No test sleeps to synchronise: it waits (bounded) for an event, a log
  * line, a completion count or a socket state.  Randomness is seeded.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -1787,6 +1788,97 @@ static void as_digest_tail_cb(int status, kitchen_Kitchen_digest_tail_reply *rep
         memcpy(r->hash, reply->result, sizeof r->hash);
     as_finish(r, status);
 }
+
+/*
+ * SO_RCVBUF of every TCP socket of this process bound to or connected to
+ * port, at most max of them: the listener's, the accepted connection's
+ * and the dialed one's.
+ */
+static int rcvbufs_of_port(int port, int *out, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL && n < max) {
+        struct sockaddr_in a, b;
+        socklen_t la = sizeof a, lb = sizeof b, lv = sizeof(int);
+        int fd = atoi(e->d_name), type = 0, v;
+
+        if (e->d_name[0] == '.' || fd == dirfd(d))
+            continue;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &lv) != 0 || type != SOCK_STREAM)
+            continue;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        if (getsockname(fd, (struct sockaddr *)&a, &la) != 0 || a.sin_family != AF_INET)
+            continue;
+        if (getpeername(fd, (struct sockaddr *)&b, &lb) != 0)
+            b.sin_port = 0;
+        if (ntohs(a.sin_port) != port && ntohs(b.sin_port) != port)
+            continue;
+        lv = sizeof v;
+        ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &lv), 0);
+        out[n++] = v;
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * tcp_rcvbuf: out of range is QRPC_EINVAL; set, it is the receive buffer
+ * of the listening socket, of what it accepts and of what a node dials
+ * (the kernel reports twice the value); unset, the kernel's own.
+ */
+START_TEST(tcp_rcvbuf)
+{
+    static const uint32_t bad[] = { 1, 4095, (1u << 30) + 1, UINT32_MAX };
+    qrpc_node_config cfg;
+    qrpc_node *srv = NULL, *cli = NULL;
+    qrpc_client *k = NULL;
+    int32_t sum = 0;
+    int round, v[8], n, i;
+    size_t j;
+
+    qrpc_node_config_init(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    for (j = 0; j < sizeof bad / sizeof bad[0]; j++) {
+        cfg.tcp_rcvbuf = bad[j];
+        ck_assert_int_eq(qrpc_node_create(&cfg, &srv), QRPC_EINVAL);
+        ck_assert_ptr_null(srv);
+    }
+    for (round = 0; round < 2; round++) {
+        uint32_t set = round == 0 ? 100000 : 0;
+        const char *addr;
+        int port;
+
+        qrpc_node_config_init(&cfg);
+        cfg.listen = "127.0.0.1:0";
+        cfg.tcp_rcvbuf = set;
+        ck_assert_int_eq(qrpc_node_create(&cfg, &srv), 0);
+        addr = qrpc_node_address(srv);
+        port = atoi(strrchr(addr, ':') + 1);
+        qrpc_node_config_init(&cfg);
+        cfg.tcp_rcvbuf = set;
+        ck_assert_int_eq(qrpc_node_create(&cfg, &cli), 0);
+        ck_assert_int_eq(kitchen_Kitchen_connect(cli, addr, &k), 0);
+        /* the server serves nothing: the answer says so, over a connection */
+        ck_assert_int_eq(kitchen_Kitchen_add(k, 1, 2, &sum), QRPC_ENOSERVICE);
+        n = rcvbufs_of_port(port, v, 8);
+        ck_assert_int_eq(n, 3);
+        for (i = 0; i < n; i++) {
+            if (set != 0)
+                ck_assert_int_eq(v[i], 2 * (int)set);
+            else
+                ck_assert_int_ne(v[i], 2 * 100000);
+        }
+        qrpc_client_destroy(k);
+        qrpc_node_destroy(cli);
+        qrpc_node_destroy(srv);
+    }
+}
+END_TEST
 
 /*
  * digest_tail's bytes go as the synchronous stub's tail: copied below 64
@@ -3618,6 +3710,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_large);
     tcase_add_test(tc, tcp_tail);
     tcase_add_test(tc, tcp_tail_unread);
+    tcase_add_test(tc, tcp_rcvbuf);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");
