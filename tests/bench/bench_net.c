@@ -61,7 +61,8 @@
  * one thing at a time, BENCH_NET_ONLY (comma-separated workload names:
  * net-latency,net-mixed) and BENCH_NET_SYSTEMS (comma-separated systems:
  * qrpc, bare, and in bench_net_peers rpcgen and grpc; no ratios without
- * bare).
+ * bare).  BENCH_QRPC_RCVBUF sets tcp_rcvbuf on both qrpc nodes
+ * (net_qrpc.c); the report says which value the run had.
  */
 #include <errno.h>
 #include <arpa/inet.h>
@@ -1056,6 +1057,7 @@ int main(int argc, char **argv)
     net_fact(out, "seconds", cfg_seconds);
     net_fact(out, "client_cpu", cfg_client_cpu);
     net_fact(out, "server_cpu", cfg_server_cpu);
+    net_fact(out, "qrpc_rcvbuf", bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30));
 
     net_local_qrpc_teardown();
     for (s = 0; s < NET_NSYS; s++)

@@ -337,6 +337,10 @@ function net_report(    i, k, q, d, verdict, head, rule) {
         print ""
         printf "qrpc streams on the same client (FrontEnd and connection) as the small "
         printf "calls; bare on a second connection.  %d idle calls per run.  ", net_fact("mixed_calls")
+        if (net_fact("qrpc_rcvbuf") > 0)
+            printf "qrpc's nodes had tcp_rcvbuf %d (BENCH_QRPC_RCVBUF).  ", net_fact("qrpc_rcvbuf")
+        else
+            printf "qrpc's nodes left their receive buffers to the kernel (tcp_rcvbuf 0).  "
         printf "Target: p99 under transfer at most 3x p99 idle -- %s (median %s).\n",
             val[q] <= 3 ? "met" : "**NOT met**", ratio(val[q])
     }
