@@ -70,9 +70,10 @@
  *   zk_ensemble: three ZooKeeper servers; the leader is killed with
  *     SIGKILL under load; the clients go on (for BIND_ZK_ELECTION_MS at
  *     least) and the tables stay whole; through the two servers left, the
- *     version-2 node stops cleanly and every table drops it, and starts
- *     again and every table lists it, each within BIND_ZK_CHANGE_MS; the
- *     killed server comes back; no call failed, and (a)-(e) hold.
+ *     version-2 node stops cleanly and every table drops it within
+ *     BIND_ZK_CHANGE_MS, and starts again and every table lists it within
+ *     BIND_WAIT_MS (a start: a new session); the killed server comes
+ *     back; no call failed, and (a)-(e) hold.
  *   tool: $QRPC_TOOL_BIN (qrpc(1)) against the four-node cluster: nodes
  *     prints the master's line (the identity and epoch the servers hold,
  *     "nodes 4") and four "rank" lines, services soak.Ledger@1 at the
@@ -1338,8 +1339,13 @@ START_TEST(test_zk_ensemble)
     bind_stop(&R.node[3].p);
     R.node[3].have = false;
     leave_ms = bind_wait_converged(&three, BIND_ZK_CHANGE_MS, "after a clean stop");
+    /*
+     * A start, not just a change: a new process opens its session and
+     * registers (231 ms in a quiet run, over 2 s in a CI run of f6e0a90
+     * on a loaded machine); how long it took is printed below.
+     */
     bind_node_start(3);
-    back_ms = bind_wait_converged(&four, BIND_ZK_CHANGE_MS, "after the node's return");
+    back_ms = bind_wait_converged(&four, BIND_WAIT_MS, "after the node's return");
     zk_restart(&R.zk_servers, (unsigned)leader);
     bind_wait_calls(BIND_PROGRESS, 0, BIND_WAIT_MS, "after the server's return");
 
