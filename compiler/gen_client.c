@@ -167,6 +167,11 @@ static void cl_sync(gen_ctx *g, const qg_decl *svc, const qg_method *m)
 {
     const char *mn = qg_cname_method(g->p, svc, m);
     const qg_param *pa, *tail = cl_tail(m);
+    /* the call up to its last argument, the reply buffer */
+    const char *call = tail != NULL
+        ? qg_printf(g->p, "qrpc_call_tail(client, %s_ID, &args, %s->data, %s->len, ", mn,
+                    tail->f.name, tail->f.name)
+        : qg_printf(g->p, "qrpc_call(client, %s_ID, &args, ", mn);
     qg_strbuf params;
 
     qg_sb_init(&params);
@@ -181,21 +186,11 @@ static void cl_sync(gen_ctx *g, const qg_decl *svc, const qg_method *m)
     qg_sb_puts(g->sb, "    int rc;\n\n");
     cl_null_checks(g, m, true);
     cl_call_put_args(g, mn, m);
-    if (m->oneway && tail != NULL) {
-        qg_sb_printf(g->sb, "    return qrpc_call_tail(client, %s_ID, &args, %s->data, %s->len, "
-                     "NULL);\n}\n", mn, tail->f.name, tail->f.name);
-        return;
-    }
     if (m->oneway) {
-        qg_sb_printf(g->sb, "    return qrpc_call(client, %s_ID, &args, NULL);\n}\n", mn);
+        qg_sb_printf(g->sb, "    return %sNULL);\n}\n", call);
         return;
     }
-    qg_sb_puts(g->sb, "    qrpc_buf_init(&reply);\n");
-    if (tail != NULL)
-        qg_sb_printf(g->sb, "    rc = qrpc_call_tail(client, %s_ID, &args, %s->data, %s->len, "
-                     "&reply);\n", mn, tail->f.name, tail->f.name);
-    else
-        qg_sb_printf(g->sb, "    rc = qrpc_call(client, %s_ID, &args, &reply);\n", mn);
+    qg_sb_printf(g->sb, "    qrpc_buf_init(&reply);\n    rc = %s&reply);\n", call);
     if (!gen_method_has_reply(m)) {
         qg_sb_puts(g->sb, "    if (rc == 0 && reply.len != 0)\n        rc = QRPC_EDECODE;\n"
                    "    qrpc_buf_free(&reply);\n    return rc;\n}\n");

@@ -189,6 +189,8 @@ typedef struct client_sync {
     pthread_cond_t cond;
     int status;
     atomic_bool done;
+    const uint8_t *tail;        /* qrpc_call_tail()'s bytes, sent from here */
+    uint32_t tail_len;
     bool armed;                 /* an op took the tail: wait for released */
     bool released;              /* under lock */
 } client_sync;
@@ -296,8 +298,8 @@ static void client_op_attempt_done(int status, qrpc_reader *results, void (*fn)(
 
 /*
  * The op of a remote call; takes args' storage (on error too: the
- * caller frees args in every case anyway), and call's tail, whose owner
- * rel (when not NULL) is told once the op is freed: until then some
+ * caller frees args in every case anyway), and, when rel is not NULL,
+ * rel's tail: rel is told once the op is freed, as until then some
  * message may still read the tail.  NULL: out of memory.
  */
 static client_op *client_op_new(qrpc_client *c, qrpc__fe *fe, qrpc__call *call,
@@ -313,12 +315,15 @@ static client_op *client_op_new(qrpc_client *c, qrpc__fe *fe, qrpc__call *call,
     atomic_init(&op->blob.refs, 1);
     op->blob.data = call->args->data;
     op->blob.len = (uint32_t)call->args->len;
-    op->blob.tail = call->tail;
-    op->blob.tail_len = call->tail_len;
+    op->blob.tail = NULL;
+    op->blob.tail_len = 0;
     op->blob.free_fn = client_op_free;
     op->rel = rel;
-    if (rel != NULL)
+    if (rel != NULL) {
+        op->blob.tail = rel->tail;
+        op->blob.tail_len = rel->tail_len;
         rel->armed = true;      /* the caller's thread: read after client_start */
+    }
     call->args->data = NULL;
     call->args->len = call->args->cap = 0;
     op->client = c;
@@ -728,8 +733,8 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
         goto out;
     }
-    call.tail = tail;
-    call.tail_len = (uint32_t)tail_len;         /* <= max_message: client_call_init */
+    w.tail = tail;
+    w.tail_len = (uint32_t)tail_len;            /* <= max_message: client_call_init */
     w.status = QRPC_EUNKNOWN;
     atomic_init(&w.done, false);
     w.armed = w.released = false;

@@ -92,10 +92,6 @@ typedef struct qrpc__call {
     uint64_t incarnation;       /* ... addressed to this server incarnation */
     qrpc_buf *args;             /* the encoded arguments (see fe_call), or: */
     qrpc__blob *blob;           /* not NULL: the arguments, shared (see fe_call) */
-    /* qrpc_call_tail()'s bytes after args: client.c moves them into the
-     * blob, which is all a transport looks at */
-    const uint8_t *tail;
-    uint32_t tail_len;
     qrpc__attempt *att;         /* not NULL: told how an attempt without reply ended */
     /*
      * qrpc_call(): the caller's buffer, to receive the results, which

@@ -187,20 +187,18 @@ int qrpc_get_bytes_view(qrpc_reader *r, qrpc_bytes *out, uint64_t bound)
 
 int qrpc_get_bytes(qrpc_reader *r, qrpc_bytes *out, uint64_t bound)
 {
-    qrpc_bytes v;
-    int rc = qrpc_get_bytes_view(r, &v, bound);
+    int rc = qrpc_get_bytes_view(r, out, bound);
+    const uint8_t *view = out->data;
 
-    out->data = NULL;
-    out->len = 0;
-    if (rc != 0 || v.len == 0)
+    if (rc != 0 || out->len == 0)
         return rc;
-    out->data = malloc(v.len);
+    out->data = malloc(out->len);
     if (out->data == NULL) {
-        r->p -= 4 + v.len;      /* un-read the value: leave r as it was */
+        r->p -= 4 + out->len;   /* un-read the value: leave r as it was */
+        out->len = 0;
         return QRPC_ENOMEM;
     }
-    memcpy(out->data, v.data, v.len);
-    out->len = v.len;
+    memcpy(out->data, view, out->len);
     return 0;
 }
 
