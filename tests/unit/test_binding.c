@@ -140,7 +140,6 @@
  * of 7f20506).  What the runs print is checked as before.
  */
 #define BIND_TOOL_TIMEOUT "15000"
-#define BIND_TOOL_SESSION_MS 10000u     /* the tool's ZooKeeper session (see test_tool) */
 /*
  * A killed node leaves the others' tables once the master has gone a
  * lease without its heartbeat, has pushed the new table, and each node
@@ -1793,30 +1792,16 @@ static unsigned bind_tool_ranks(const btool *t, uint32_t version)
 START_TEST(test_tool)
 {
     const char *tool = tu_env("QRPC_TOOL_BIN"), *master = tu_env("QRPC_MASTER_BIN");
-    char head[96], tool_addr[sizeof R.master_addr];
+    char head[96];
     btool t;
     const char *name = bind_case_name("tool", _i);
 
     if (!bind_case_init(name, _i != 0 ? 1 : 0))
         return;
     bind_cluster_start(name, bind_versions, BIND_MAX_NODES);
-    /*
-     * Each run of the tool opens a ZooKeeper session of its own.  With
-     * the nodes' 2 s sessions, on a loaded machine (CI runs of f6e0a90
-     * and ae9f01d) runs went without a table for the whole 15 s.  The
-     * likely cause, not verified: the client library times a session's
-     * handshake out after a fraction of the session timeout and starts
-     * over, and a starved server never answers in time.  The tool only
-     * reads, so its session may be long.
-     */
-    if (_i != 0)
-        snprintf(tool_addr, sizeof tool_addr, "zk://%s/qrpc/%s?session_ms=%u",
-                 zk_connect_string(&R.zk_servers), name, BIND_TOOL_SESSION_MS);
-    else
-        snprintf(tool_addr, sizeof tool_addr, "%s", R.master_addr);
 
     {
-        char *argv[] = { (char *)tool, "--master", tool_addr, "--timeout-ms",
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
                          BIND_TOOL_TIMEOUT, "nodes", NULL };
 
         bind_tool_run(argv, &t);
@@ -1833,7 +1818,7 @@ START_TEST(test_tool)
         bind_tool_free(&t);
     }
     {
-        char *argv[] = { (char *)tool, "--master", tool_addr, "--timeout-ms",
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
                          BIND_TOOL_TIMEOUT, "services", NULL };
         unsigned v1, v2;
 
@@ -1847,7 +1832,7 @@ START_TEST(test_tool)
         bind_tool_free(&t);
     }
     {
-        char *argv[] = { (char *)tool, "--master", tool_addr, "--timeout-ms",
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
                          BIND_TOOL_TIMEOUT, "ping", "soak.Ledger@1", NULL };
 
         bind_tool_run(argv, &t);
@@ -1858,7 +1843,7 @@ START_TEST(test_tool)
         bind_tool_free(&t);
     }
     {
-        char *argv[] = { (char *)tool, "--master", tool_addr, "--timeout-ms",
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
                          BIND_TOOL_TIMEOUT, "ping", "soak.Ledger@3", NULL };
 
         bind_tool_run(argv, &t);
