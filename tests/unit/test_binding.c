@@ -1801,8 +1801,8 @@ START_TEST(test_tool)
     bind_cluster_start(name, bind_versions, BIND_MAX_NODES);
 
     {
-        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
-                         BIND_TOOL_TIMEOUT, "nodes", NULL };
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--verbose",
+                         "--timeout-ms", BIND_TOOL_TIMEOUT, "nodes", NULL };
 
         bind_tool_run(argv, &t);
         bind_tool_exit(&t, 0);
@@ -1818,8 +1818,8 @@ START_TEST(test_tool)
         bind_tool_free(&t);
     }
     {
-        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
-                         BIND_TOOL_TIMEOUT, "services", NULL };
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--verbose",
+                         "--timeout-ms", BIND_TOOL_TIMEOUT, "services", NULL };
         unsigned v1, v2;
 
         bind_tool_run(argv, &t);
@@ -1832,8 +1832,8 @@ START_TEST(test_tool)
         bind_tool_free(&t);
     }
     {
-        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
-                         BIND_TOOL_TIMEOUT, "ping", "soak.Ledger@1", NULL };
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--verbose",
+                         "--timeout-ms", BIND_TOOL_TIMEOUT, "ping", "soak.Ledger@1", NULL };
 
         bind_tool_run(argv, &t);
         bind_tool_exit(&t, 0);
@@ -1843,8 +1843,8 @@ START_TEST(test_tool)
         bind_tool_free(&t);
     }
     {
-        char *argv[] = { (char *)tool, "--master", R.master_addr, "--timeout-ms",
-                         BIND_TOOL_TIMEOUT, "ping", "soak.Ledger@3", NULL };
+        char *argv[] = { (char *)tool, "--master", R.master_addr, "--verbose",
+                         "--timeout-ms", BIND_TOOL_TIMEOUT, "ping", "soak.Ledger@3", NULL };
 
         bind_tool_run(argv, &t);
         bind_tool_exit(&t, 1);
