@@ -37,8 +37,8 @@
  *
  * Limits: the C client's own messages (every failed connection attempt
  * to a server that is down, say) are dropped unless QRPC_ZK_LOG is set,
- * and then go to stderr at its WARN level (a process-wide setting, made
- * once, here): this backend logs what matters through the node's log,
+ * and then go to stderr at its WARN level, or INFO (each connection and
+ * session) when it is "info" (a process-wide setting, made once, here): this backend logs what matters through the node's log,
  * once per streak of the same error; sync
  * calls block the agent thread for up to the session timeout when the
  * ensemble is unreachable; no ACLs or authentication (open ACLs).
@@ -210,6 +210,7 @@ static void bz_close(void *state)
 #include <zookeeper/zookeeper.h>
 
 #define BZ_CONNECT_MS 2000u             /* how long an operation waits for a session */
+#define BZ_STATE_POLL_MS 50u            /* ... looking at the handle's state this often */
 #define BZ_NAME_MAX   64u               /* a child of PATH/nodes we read */
 #define BZ_DATA_MAX   (1u << 20)        /* a node's data (ZooKeeper's jute.maxbuffer) */
 #define BZ_DATA_FIRST 4096u
@@ -251,6 +252,13 @@ typedef struct bz_state {
     bool pending;               /* an answer is owed when one fires */
     bz_entry *ents;
     size_t n_ents, cap_ents;
+    /*
+     * Bumped whenever the cache changes (an entry comes, goes or is
+     * read), and its value when a table was last answered: an entry read
+     * late (it could not be read when listed) changes the table but not
+     * always the epoch, which it then cannot raise above pzxid.
+     */
+    uint64_t content, answered;
     int last_err;               /* the ZooKeeper error last logged, 0 after a success */
 } bz_state;
 
@@ -277,7 +285,8 @@ static void bz_init_once(void)
     const char *v = getenv("QRPC_ZK_LOG");
 
     bz_zlog_on = v != NULL && *v != '\0' && strcmp(v, "0") != 0;
-    zoo_set_debug_level(bz_zlog_on ? ZOO_LOG_LEVEL_WARN : ZOO_LOG_LEVEL_ERROR);
+    zoo_set_debug_level(!bz_zlog_on ? ZOO_LOG_LEVEL_ERROR
+                        : strcmp(v, "info") == 0 ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_WARN);
 }
 
 /* The ZooKeeper client's log lines (any of its threads). */
@@ -329,6 +338,7 @@ static void bz_forget(bz_state *s)
         if (s->ents[i].valid)
             qrpc_Node_free(&s->ents[i].node);
     s->n_ents = 0;
+    s->content++;
     for (i = 0; i < s->n_svcs; i++)
         free(s->svcs[i]);
     free(s->svcs);
@@ -424,14 +434,22 @@ static int bz_ready(bz_state *s, unsigned ms)
         rc = bz_session_open(s);
         pthread_mutex_lock(&s->lock);
     }
-    while (rc == 0 && !s->connected && !s->expired) {
+    /*
+     * The session event that sets connected comes on the client's
+     * completion thread, which a loaded machine may run late; the handle's
+     * own state, which its I/O thread sets, is looked at too (every
+     * BZ_STATE_POLL_MS, as nothing signals its change).
+     */
+    while (rc == 0 && !s->expired &&
+           !(s->connected = s->connected || zoo_state(s->zh) == ZOO_CONNECTED_STATE)) {
         uint64_t now = qrpc__now_ns(s->node);
 
         if (now >= until) {
             rc = QRPC_EUNAVAILABLE;
             break;
         }
-        qrpc__cond_wait_ns(&s->cond, &s->lock, until - now);
+        qrpc__cond_wait_ns(&s->cond, &s->lock, until - now < BZ_STATE_POLL_MS * 1000000u
+                                                   ? until - now : BZ_STATE_POLL_MS * 1000000u);
     }
     if (rc == 0 && !s->connected)
         rc = QRPC_EUNAVAILABLE;
@@ -731,6 +749,7 @@ static int bz_read_child(bz_state *s, const char *name, char **buf, int *cap)
             e->node = nd;
         e->mzxid = st.mzxid;
         e->read_events = events;
+        s->content++;
         if (!ok && !e->said) {
             e->said = true;
             qrpc__log(s->node, "ZooKeeper at %s: %s is not a qrpc node's registration; "
@@ -772,6 +791,7 @@ static int bz_list(bz_state *s, struct Stat *st, char ***todo, size_t *n_todo)
         if (s->ents[i].valid)
             qrpc_Node_free(&s->ents[i].node);
         s->ents[i] = s->ents[--s->n_ents];
+        s->content++;
     }
     for (j = 0; j < (size_t)v.count && rc == 0; j++) {
         const char *name = v.data[j];
@@ -796,6 +816,7 @@ static int bz_list(bz_state *s, struct Stat *st, char ***todo, size_t *n_todo)
             memset(e, 0, sizeof *e);
             snprintf(e->name, sizeof e->name, "%s", name);
             e->events = 1;      /* never read */
+            s->content++;
         }
         if (e->events != e->read_events && ((*todo)[k] = strdup(name)) != NULL)
             k++;
@@ -879,9 +900,11 @@ static int bz_watch(void *state, uint64_t master, uint64_t epoch, uint32_t hold_
     bz_ok(s);
     pthread_mutex_lock(&s->lock);
     rc = bz_table(s, &st, &up.table);
-    if (rc == 0 && (up.table.master != master || up.table.epoch != epoch)) {
+    if (rc == 0 && (up.table.master != master || up.table.epoch != epoch ||
+                    s->content != s->answered)) {
         up.changed = true;
         answer = true;
+        s->answered = s->content;
     } else if (rc == 0 && s->fired) {
         answer = true;          /* something changed while we read: read again */
     } else if (rc == 0) {
