@@ -188,8 +188,8 @@ void qrpc_node_destroy(qrpc_node *n);
 
 /*
  * What a node has counted since it was created (qrpc_node_get_stats()).
- * The first two are about its clients' calls, the others about the calls
- * it serves.
+ * calls, retransmissions and caller_reads are about its clients' calls,
+ * duplicates and refused about the calls it serves.
  */
 typedef struct qrpc_node_stats {
     uint64_t calls;             /* remote calls started by its clients */
@@ -198,6 +198,8 @@ typedef struct qrpc_node_stats {
                                    with the result of the run they duplicated */
     uint64_t refused;           /* retransmissions refused without running:
                                    QRPC_EUNKNOWN or QRPC_ESTALE answers */
+    uint64_t caller_reads;      /* synchronous calls completed while their
+                                   caller read the connection itself */
 } qrpc_node_stats;
 
 /* Fills *out with n's counters (a snapshot; each counter is exact). */

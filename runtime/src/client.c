@@ -179,8 +179,9 @@ uint64_t qrpc_client_id(const qrpc_client *c)
  * qrpc__fe_call() returns; a remote one completes on a loop thread,
  * which signals here (and never touches w after unlocking: the caller's
  * stack frame goes away once it has seen done and taken the lock).  The
- * caller first spins a little (config spin_us): a reply that comes within
- * it saves two trips through the scheduler.  A call with a tail
+ * caller first lets the transport read the reply on its own thread, if
+ * it can (fe_wait), then spins a little (config spin_us): a reply that
+ * comes within either saves two trips through the scheduler.  A call with a tail
  * (qrpc_call_tail) then also waits for its op to be freed (released),
  * since a message being written may read the tail until then.
  */
@@ -755,6 +756,8 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
     if (rc == 0) {
         /* every FrontEnd completes a started call by its deadline */
+        if (fe != &c->node->local)
+            qrpc__fe_wait(fe, &w.done, call.deadline_ns);
         if (!qrpc__spin_wait(&w.done, qrpc__spin_ns(c->node))) {
             pthread_mutex_lock(&w.lock);
             while (!atomic_load(&w.done))

@@ -27,6 +27,7 @@
  * `writing`; the pending table and the deadline heap are under `lock`.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,14 @@
 #define CONN_WINDOW_MIN  (16u << 10)    /* body bytes read in place, not copied */
 #define CONN_HDR_READ    512u   /* a read after one in place: the next headers */
 #define CONN_BIG_JOB     (64u << 10)    /* requests run after the smaller ones */
+/*
+ * How long a synchronous caller reads its own connection (conn_help)
+ * before it leaves that to the loop and sleeps: a small call's round
+ * trip, with room to spare.  Bounded, since while it reads, others'
+ * replies complete on its thread and a retransmission of its call may
+ * have gone to another connection.
+ */
+#define CONN_HELP_NS     (2u * 1000000u)
 
 /* One frame of the current writev batch. */
 typedef struct conn_frame {
@@ -71,6 +80,7 @@ struct qrpc__conn {
      */
     pthread_mutex_t io_lock;
     bool owned;                 /* under io_lock */
+    bool helped;                /* ... by a synchronous caller (conn_help) */
     bool rearm;                 /* under io_lock */
     uint64_t io_key;
 
@@ -134,6 +144,15 @@ struct qrpc__conn {
 };
 
 static const qrpc__rx_ops conn_rx_ops;
+
+/*
+ * The writer role (`writing`): CONN_IDLE, CONN_WRITING (a thread holds it),
+ * or CONN_HANDED (the holder found the socket full and left its batch to
+ * the I/O thread).  Taking the role is always a compare-and-swap from
+ * idle, so nobody can overwrite a hand-over; release and acquire make the
+ * batch state the last holder wrote visible to the next.
+ */
+enum { CONN_IDLE = 0, CONN_WRITING = 1, CONN_HANDED = 2 };
 
 /* ---- references --------------------------------------------------------- */
 
@@ -428,6 +447,19 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
 
 /* ---- the loop's registration -------------------------------------------------- */
 
+/*
+ * Sets the registration (io_lock held): reading unless a caller reads c
+ * itself, and room to write while a batch waits for it.  A pipe's
+ * descriptor tells room as a read event (conn_want_write).
+ */
+static void conn_rearm(qrpc__conn *c)
+{
+    bool write = c->pops == NULL && atomic_load(&c->writing) == CONN_HANDED;
+
+    if (!atomic_load(&c->dead))
+        qrpc__io_rearm(c->node, c->fd, c->io_key, !c->helped, write);
+}
+
 bool qrpc__conn_own(qrpc__conn *c)
 {
     bool ok;
@@ -446,16 +478,17 @@ void qrpc__conn_disown(qrpc__conn *c)
 {
     pthread_mutex_lock(&c->io_lock);
     c->owned = false;
-    if (c->rearm && !atomic_load(&c->dead))
-        qrpc__io_rearm(c->node, c->fd, c->io_key);
+    if (c->rearm)
+        conn_rearm(c);
     c->rearm = false;
     pthread_mutex_unlock(&c->io_lock);
 }
 
 /*
- * A writer found the socket full and handed its batch to the loop: the
- * edge that says there is room may have come before the hand-over, so
- * have epoll look again (now, or when the owner lets go).
+ * A writer found the socket full and handed its batch to the loop: ask
+ * epoll for room, which also reports room that came before the hand-over
+ * (now, or when the loop thread that owns c lets go; a caller reading c
+ * itself does not write, so not then).
  */
 static void conn_want_write(qrpc__conn *c)
 {
@@ -463,23 +496,14 @@ static void conn_want_write(qrpc__conn *c)
     if (c->pops != NULL)
         c->pops->p_want_write(c->pipe);
     pthread_mutex_lock(&c->io_lock);
-    if (c->owned)
+    if (c->owned && !c->helped)
         c->rearm = true;
-    else if (!atomic_load(&c->dead))
-        qrpc__io_rearm(c->node, c->fd, c->io_key);
+    else
+        conn_rearm(c);
     pthread_mutex_unlock(&c->io_lock);
 }
 
 /* ---- the writer ----------------------------------------------------------------- */
-
-/*
- * The writer role (`writing`): CONN_IDLE, CONN_WRITING (a thread holds it),
- * or CONN_HANDED (the holder found the socket full and left its batch to
- * the I/O thread).  Taking the role is always a compare-and-swap from
- * idle, so nobody can overwrite a hand-over; release and acquire make the
- * batch state the last holder wrote visible to the next.
- */
-enum { CONN_IDLE = 0, CONN_WRITING = 1, CONN_HANDED = 2 };
 
 static bool conn_take_role(qrpc__conn *c)
 {
@@ -1400,6 +1424,10 @@ int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *
         qrpc__conn_unref(c);    /* the loop's, never taken */
         goto fail;
     }
+    pthread_mutex_lock(&c->io_lock);
+    if (atomic_load(&c->writing) == CONN_HANDED)
+        c->rearm = true;        /* the HELLO waits for room: EPOLLOUT */
+    pthread_mutex_unlock(&c->io_lock);
     qrpc__conn_disown(c);
     *out = c;
     return 0;
@@ -1483,6 +1511,85 @@ int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
             return rc;
     }
     return rc;
+}
+
+/*
+ * A synchronous caller reads c itself until *done, until_ns (CLOCK_MONOTONIC)
+ * or c's end, rather than sleeping until a loop thread has read its reply
+ * and woken it: no thread through the scheduler while it spins (spin_ns),
+ * one after, as with a bare socket, where it used to take two.  It owns c as a loop thread would, with reading
+ * taken out of c's registration meanwhile, so that no loop thread is woken
+ * for what it reads; writes waiting for room still go to the loop
+ * (conn_want_write).  Only a client connection over a socket, which
+ * brings replies and never requests.
+ */
+static void conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
+                      uint64_t until_ns)
+{
+    uint64_t now = qrpc__mono_ns(), spin_until = now + spin_ns;
+
+    pthread_mutex_lock(&c->io_lock);
+    if (c->owned || atomic_load(&c->dead) || atomic_load(done)) {
+        pthread_mutex_unlock(&c->io_lock);
+        return;                 /* a loop thread reads it: it wakes us */
+    }
+    c->owned = c->helped = true;
+    conn_rearm(c);
+    pthread_mutex_unlock(&c->io_lock);
+    /*
+     * First the spin (config spin_us), reading as it goes: the CPU stays
+     * awake, and a reply is read as soon as it is there, with no wake-up
+     * at all.  Then sleep in ppoll.
+     */
+    while (!atomic_load(done) && !atomic_load(&c->dead) && now < spin_until && now < until_ns) {
+        (void)qrpc__conn_on_readable(c, false);
+        if (atomic_load(done))
+            break;
+        sched_yield();
+        now = qrpc__mono_ns();
+    }
+    while (!atomic_load(done) && !atomic_load(&c->dead) && now < until_ns) {
+        struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+        struct timespec ts = { .tv_sec = (time_t)((until_ns - now) / 1000000000u),
+                               .tv_nsec = (long)((until_ns - now) % 1000000000u) };
+        int k = ppoll(&p, 1, &ts, NULL);
+
+        if (k < 0 && errno != EINTR)
+            break;
+        if (k > 0)              /* replies only: no requests to run */
+            (void)qrpc__conn_on_readable(c, (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0);
+        now = qrpc__mono_ns();
+    }
+    pthread_mutex_lock(&c->io_lock);
+    c->owned = c->helped = c->rearm = false;
+    conn_rearm(c);              /* the loop's again: it hears of what came since */
+    pthread_mutex_unlock(&c->io_lock);
+    if (atomic_load(&c->dead))
+        qrpc__io_wake(c->node, 0);      /* the loop reaps it now */
+    else if (atomic_load(done))
+        qrpc__counter_add(&c->node->st_caller_reads, 1);
+}
+
+void qrpc__cfe_op_wait(void *fep, const atomic_bool *done, uint64_t deadline_ns)
+{
+    qrpc__cfe *fe = fep;
+    uint64_t until = qrpc__mono_ns() + CONN_HELP_NS;
+    qrpc__conn *c;
+
+    /* a deadline on another clock (a test's) bounds nothing here */
+    if (fe->node->now == NULL && deadline_ns < until)
+        until = deadline_ns;
+    if (pthread_mutex_trylock(&fe->lock) != 0)
+        return;                 /* being dialled: our call has failed already */
+    c = fe->conn;
+    if (c != NULL)
+        qrpc__conn_ref(c);
+    pthread_mutex_unlock(&fe->lock);
+    if (c == NULL)
+        return;
+    if (c->pops == NULL && c->role == QRPC__CONN_CLIENT)
+        conn_help(c, done, qrpc__spin_ns(fe->node), until);
+    qrpc__conn_unref(c);
 }
 
 /* ---- logging -------------------------------------------------------------------- */

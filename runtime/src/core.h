@@ -170,7 +170,7 @@ struct qrpc_node {
     struct qrpc__rdma *rdma;    /* rdma.c: its RDMA device, or NULL */
     char master[QRPC__MASTER_MAX];      /* cfg.master (or $QRPC_MASTER), or "" */
     /* qrpc_node_get_stats(), its clients' half (the served half is the reply cache's) */
-    qrpc__counter st_calls, st_retransmissions;
+    qrpc__counter st_calls, st_retransmissions, st_caller_reads;
 };
 
 /*

@@ -24,13 +24,17 @@
  *    until it has read what there was, so no two threads ever read one
  *    connection; it lets go before it runs the handlers, so the next
  *    requests of the connection can be read by another thread while they
- *    run.  Connections are registered once, edge-triggered, for reading
- *    and writing, so that the common case costs no epoll_ctl: an event
- *    that finds the connection owned is remembered there and the owner
- *    re-arms it (EPOLL_CTL_MOD, which reports what is pending) when it
- *    lets go, as it does when it stopped reading early or a writer is
- *    waiting for room.  The listener is EPOLLONESHOT, re-armed after each
- *    accept.
+ *    run.  Connections are registered once, edge-triggered, for reading,
+ *    so that the common case costs no epoll_ctl: an event that finds the
+ *    connection owned is remembered there and the owner re-arms it
+ *    (EPOLL_CTL_MOD, which reports what is pending) when it lets go, as
+ *    it does when it stopped reading early.  EPOLLOUT is asked for only
+ *    while a writer waits for room (conn.c), so that a socket that is
+ *    merely writable wakes nobody, and it is served whoever owns the
+ *    connection: the writer role is a lock of its own.  A synchronous
+ *    caller may own a client connection too, to read its own reply
+ *    (conn.c's helper); reading is out of the registration until it lets
+ *    go.  The listener is EPOLLONESHOT, re-armed after each accept.
  *  - epoll's data is a key (slot and generation in the table below), not a
  *    pointer: a thread may hold an event for a connection that another has
  *    failed and released since; the key then finds nothing.
@@ -58,8 +62,8 @@
                                    are left for the other threads */
 #define IO_GATHER     32        /* requests run before the flush list is written */
 #define IO_NO_SLOT    UINT32_MAX
-/* a connection's registration, for good: see the top of the file */
-#define IO_CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* a connection's registration: see the top of the file */
+#define IO_CONN_READ  (EPOLLIN | EPOLLRDHUP)
 
 /* epoll data of the fds that are not connections */
 #define IO_KEY_WAKE   UINT64_MAX
@@ -153,7 +157,7 @@ int qrpc__io_track(qrpc_node *n, qrpc__conn *c, int fd, uint64_t *key)
     io->slots[slot].c = c;
     *key = io_key(slot, io->slots[slot].gen);
     /* under the lock: the key must not be reused before epoll knows it */
-    if (io_ctl(io, EPOLL_CTL_ADD, fd, IO_CONN_EVENTS, *key) != 0) {
+    if (io_ctl(io, EPOLL_CTL_ADD, fd, IO_CONN_READ | EPOLLET, *key) != 0) {
         io->slots[slot].c = NULL;
         io->slots[slot].gen++;
         io->slots[slot].next_free = io->free_head;
@@ -165,10 +169,12 @@ int qrpc__io_track(qrpc_node *n, qrpc__conn *c, int fd, uint64_t *key)
     return 0;
 }
 
-void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key)
+void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key, bool read, bool write)
 {
+    uint32_t events = EPOLLET | (read ? IO_CONN_READ : 0) | (write ? EPOLLOUT : 0);
+
     /* ENOENT: the connection failed and was removed; nothing to wait for */
-    (void)io_ctl(n->io, EPOLL_CTL_MOD, fd, IO_CONN_EVENTS, key);
+    (void)io_ctl(n->io, EPOLL_CTL_MOD, fd, events, key);
 }
 
 void qrpc__io_del(qrpc_node *n, int fd)
@@ -478,22 +484,22 @@ static void io_conn_events(qrpc_node *n, qrpc__conn *c, uint32_t events, bool st
 {
     qrpc__job *jobs = NULL;
 
+    /* room for a waiting writer: the writer role needs no ownership */
+    if (events & EPOLLOUT)
+        qrpc__conn_on_writable(c);
     /* Not ours if another thread owns it; that one re-arms it. */
-    if (qrpc__conn_own(c)) {
-        if (events & EPOLLOUT)
-            qrpc__conn_on_writable(c);
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            jobs = qrpc__conn_on_readable(c, (events & (EPOLLRDHUP | EPOLLHUP |
-                                                        EPOLLERR)) != 0);
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && qrpc__conn_own(c)) {
+        jobs = qrpc__conn_on_readable(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
         qrpc__conn_disown(c);
-        if (qrpc__conn_dead(c))
-            qrpc__io_wake(n, 0);        /* reap it now: its fd must not linger */
-        if (jobs != NULL && standby) {
-            /* the pool threads may all be free again by now */
-            io_queue(n->io, jobs);
-            io_kick(n);
-        } else if (jobs != NULL)
-            io_run(n, io_share(n, jobs));
+    }
+    if (qrpc__conn_dead(c))
+        qrpc__io_wake(n, 0);            /* reap it now: its fd must not linger */
+    if (jobs != NULL && standby) {
+        /* the pool threads may all be free again by now */
+        io_queue(n->io, jobs);
+        io_kick(n);
+    } else if (jobs != NULL) {
+        io_run(n, io_share(n, jobs));
     }
 }
 

@@ -203,6 +203,14 @@ void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
 void qrpc__cfe_op_close(void *fe);
 void qrpc__cfe_op_fini(void *fe);
 int qrpc__cfe_op_call(void *fe, const qrpc__call *call);
+/*
+ * fe_wait for a FrontEnd over sockets: while *done is false, for a short
+ * while at most (conn.c) and not past deadline_ns, the calling thread
+ * reads the FrontEnd's connection itself, if no other thread is reading
+ * it, and so completes its own call (and any other whose reply comes
+ * meanwhile) without a loop thread's wake-up.  Returns at once for a pipe.
+ */
+void qrpc__cfe_op_wait(void *fe, const atomic_bool *done, uint64_t deadline_ns);
 
 /* ---- the event loop ------------------------------------------------------------ */
 
@@ -227,9 +235,10 @@ void qrpc__io_poll_conn(qrpc_node *n, qrpc__conn *c);
 int qrpc__io_track(qrpc_node *n, qrpc__conn *c, int fd, uint64_t *key);
 /* Whether requests wait in the loop's queue (and the loop is not stopping). */
 bool qrpc__io_more_queued(qrpc_node *n);
-/* Has epoll report what is pending on a registered connection's fd again
- * (its registration is edge-triggered). */
-void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key);
+/* Sets what epoll watches on a registered connection's fd (edge-triggered):
+ * reading (and the peer's hang-up), room to write; it reports again what
+ * of that is pending. */
+void qrpc__io_rearm(qrpc_node *n, int fd, uint64_t key, bool read, bool write);
 void qrpc__io_del(qrpc_node *n, int fd);
 
 /* Has the loop call qrpc__conn_flush(c) soon; takes a reference to c. */

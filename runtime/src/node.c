@@ -213,6 +213,7 @@ int qrpc_node_create(const qrpc_node_config *cfg, qrpc_node **out)
     atomic_init(&n->refs, 1);
     qrpc__counter_init(&n->st_calls, 0);
     qrpc__counter_init(&n->st_retransmissions, 0);
+    qrpc__counter_init(&n->st_caller_reads, 0);
     rc = qrpc__rcu_init(&n->rcu);
     if (rc != 0)
         goto fail_free;
@@ -371,6 +372,7 @@ void qrpc_node_get_stats(const qrpc_node *n, qrpc_node_stats *out)
         return;
     out->calls = qrpc__counter_sum(&n->st_calls);
     out->retransmissions = qrpc__counter_sum(&n->st_retransmissions);
+    out->caller_reads = qrpc__counter_sum(&n->st_caller_reads);
     if (n->dedup != NULL) {
         struct qrpc__dedup_stats ds;
 

@@ -283,6 +283,7 @@ static const qrpc__fe_ops tcp_fe_ops = {
     .fe_close = qrpc__cfe_op_close,
     .fe_fini = qrpc__cfe_op_fini,
     .fe_call = qrpc__cfe_op_call,
+    .fe_wait = qrpc__cfe_op_wait,
 };
 
 const qrpc__tran qrpc__tran_tcp = {

@@ -61,8 +61,9 @@
  * one thing at a time, BENCH_NET_ONLY (comma-separated workload names:
  * net-latency,net-mixed) and BENCH_NET_SYSTEMS (comma-separated systems:
  * qrpc, bare, and in bench_net_peers rpcgen and grpc; no ratios without
- * bare).  BENCH_QRPC_RCVBUF sets tcp_rcvbuf on both qrpc nodes
- * (net_qrpc.c); the report says which value the run had.
+ * bare).  BENCH_QRPC_RCVBUF sets tcp_rcvbuf on both qrpc nodes and
+ * BENCH_QRPC_SPIN_US the qrpc client's spin_us (net_qrpc.c); the report
+ * says which values the run had.
  */
 #include <errno.h>
 #include <arpa/inet.h>
@@ -1058,6 +1059,7 @@ int main(int argc, char **argv)
     net_fact(out, "client_cpu", cfg_client_cpu);
     net_fact(out, "server_cpu", cfg_server_cpu);
     net_fact(out, "qrpc_rcvbuf", bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30));
+    net_fact(out, "qrpc_spin_us", bench_env_int("BENCH_QRPC_SPIN_US", 0, -1, 100000));
 
     net_local_qrpc_teardown();
     for (s = 0; s < NET_NSYS; s++)

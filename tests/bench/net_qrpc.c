@@ -15,7 +15,10 @@
  * whose encoding is 4 bytes longer.  Everything else is the default,
  * unless BENCH_QRPC_RCVBUF sets both nodes' tcp_rcvbuf (qrpc(3)), to
  * measure what bounding the kernel's receive buffer does to the mixed
- * workload.
+ * workload, or BENCH_QRPC_SPIN_US the client's spin_us: the default
+ * (50 us) has a synchronous caller poll its connection before it sleeps,
+ * which the bare ping-pong, blocking in recv(), does not; -1 measures
+ * qrpc sleeping as bare does.
  *
  * The small call is add (at-most-once: the server's reply cache) or, for
  * the dedup workload, its idempotent twin add_idem (no cache), as
@@ -43,6 +46,12 @@
 static uint32_t qrpc_rcvbuf(void)
 {
     return (uint32_t)bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30);
+}
+
+/* The client's spin_us: BENCH_QRPC_SPIN_US, or 0 (the default). */
+static int32_t qrpc_spin_us(void)
+{
+    return (int32_t)bench_env_int("BENCH_QRPC_SPIN_US", 0, -1, 100000);
 }
 
 static void bench_quiet_log(void *arg, const char *line)
@@ -130,6 +139,7 @@ static void qrpc_open(const char *addr)
     cfg.max_message = NET_MAX_MESSAGE;
     cfg.rdma = qrpc_rdma;
     cfg.tcp_rcvbuf = qrpc_rcvbuf();
+    cfg.spin_us = qrpc_spin_us();
     rc = qrpc_node_create(&cfg, &cli_node);
     if (rc != 0)
         qrpc_fail("client node", rc);

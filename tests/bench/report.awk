@@ -275,6 +275,14 @@ function net_report(    i, k, q, d, verdict, head, rule) {
             printf "| %s/bare | %s | %s | %s | | | | |\n", net_order[i],
                 rspread(k "ratio:p50"), rspread(k "ratio:p99"), rspread(k "ratio:p99.9")
     }
+    spin = net_fact("qrpc_spin_us")
+    if (spin != "") {
+        print ""
+        if (spin < 0)
+            print "qrpc's client slept for each reply at once, as bare does in recv() (spin_us -1, BENCH_QRPC_SPIN_US)."
+        else
+            printf "qrpc's client read its connection for up to %d us before sleeping (spin_us, BENCH_QRPC_SPIN_US; bare sleeps in recv() at once, as qrpc does with -1).\n", spin == 0 ? 50 : spin
+    }
     print ""
     print "#### throughput"
     print ""

@@ -1114,6 +1114,7 @@ static void *cc_async_thread(void *arg)
 START_TEST(tcp_concurrency)
 {
     tsrv_opts o = { .workers = 4 };
+    qrpc_node_stats st;
     pthread_t th[CC_THREADS], at;
     tsrv s;
     tcli c;
@@ -1156,11 +1157,73 @@ START_TEST(tcp_concurrency)
     /* completions are exact: nothing more arrives later */
     check_serving(c.k, "after");
     ck_assert_int_eq(atomic_load(&CC.completed), CC_ASYNC);
+    /* and some came in while a synchronous caller read the connection */
+    qrpc_node_get_stats(c.node, &st);
+    ck_assert_msg(st.caller_reads > 0, "no call completed on its caller's thread");
 
     tcli_close(&c);
     sem_destroy(&CC.window);
     tt_count_fini(&CC.done);
     free(CC.seen);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
+/*
+ * A synchronous caller reads its own reply (qrpc(3), THREADS AND
+ * OWNERSHIP): on a connection no other thread uses, sequential calls
+ * complete on the calling thread, which the node counts (caller_reads),
+ * whether it polls first (spin_us, the default) or sleeps in ppoll at
+ * once (-1).  A caller reads for 2 ms at most: a slower call completes
+ * through the loop as before, and is not counted.
+ */
+#define CR_CALLS 200
+
+START_TEST(tcp_caller_reads)
+{
+    static const int32_t spins[2] = { 0, -1 };
+    kitchen_i32_list values = { NULL, 0 };
+    kitchen_Hash h;
+    kitchen_Leaf *leaf = NULL;
+    qrpc_node_config cfg;
+    qrpc_node_stats st;
+    uint64_t before;
+    tsrv s;
+    tcli c;
+    int i, k;
+
+    tsrv_start(&s, NULL);
+    for (k = 0; k < 2; k++) {
+        qrpc_node_config_init(&cfg);
+        cfg.spin_us = spins[k];
+        tcli_open_cfg(&c, s.addr, &cfg);
+        check_serving(c.k, "before");
+        qrpc_node_get_stats(c.node, &st);
+        before = st.caller_reads;
+        for (i = 0; i < CR_CALLS; i++) {
+            int32_t r = 0;
+
+            ck_assert_int_eq(kitchen_Kitchen_add(c.k, i, 1, &r), 0);
+            ck_assert_int_eq(r, i + 1);
+        }
+        qrpc_node_get_stats(c.node, &st);
+        fprintf(stderr, "tcp_caller_reads: spin_us %d: %" PRIu64 " of %d calls read by their "
+                "caller\n", (int)spins[k], st.caller_reads - before, CR_CALLS);
+        /* a loop thread may have come first now and then, on a loaded machine */
+        ck_assert_msg(st.caller_reads - before >= CR_CALLS / 4 &&
+                      st.caller_reads - before <= CR_CALLS,
+                      "spin_us %d: %" PRIu64 " of %d calls read by their caller",
+                      (int)spins[k], st.caller_reads - before, CR_CALLS);
+        /* a handler of 50 ms outlasts the caller's reading: the loop completes it */
+        before = st.caller_reads;
+        ck_assert_int_eq(kitchen_Kitchen_fill(c.k, KF_SLEEP + 50, &values, &h, &leaf), 0);
+        kitchen_i32_list_free(&values);
+        kitchen_Leaf_opt_free(&leaf);
+        qrpc_node_get_stats(c.node, &st);
+        ck_assert_msg(st.caller_reads == before, "a 50 ms call counted as read by its caller");
+        tcli_close(&c);
+    }
     tsrv_stop_clean(&s);
     tsrv_close(&s);
 }
@@ -3706,6 +3769,7 @@ int main(int argc, char **argv)
     tc = tcase_create("load");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tcp_concurrency);
+    tcase_add_test(tc, tcp_caller_reads);
     tcase_add_test(tc, tcp_out_of_order);
     tcase_add_test(tc, tcp_large);
     tcase_add_test(tc, tcp_tail);
