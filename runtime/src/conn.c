@@ -22,8 +22,9 @@
  * So a call found unmarked then was never sent (QRPC_EUNAVAILABLE), and
  * every other gets QRPC_EUNKNOWN: it may have run.
  *
- * Threads: the reader belongs to the loop thread that owns the connection
- * (io_lock, see io.c); the writer state to whichever thread holds
+ * Threads: the reader belongs to the thread that owns the connection
+ * (io_lock, see io.c): a loop thread, or a synchronous caller reading its
+ * own reply (conn_help); the writer state to whichever thread holds
  * `writing`; the pending table and the deadline heap are under `lock`.
  */
 #include <errno.h>
@@ -1564,9 +1565,9 @@ static void conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
     c->owned = c->helped = c->rearm = false;
     conn_rearm(c);              /* the loop's again: it hears of what came since */
     pthread_mutex_unlock(&c->io_lock);
-    if (atomic_load(&c->dead))
-        qrpc__io_wake(c->node, 0);      /* the loop reaps it now */
-    else if (atomic_load(done))
+    /* a connection found dead here is reaped at the loop's next tick, which
+     * our call's deadline has set, as after a sender finds it dead */
+    if (!atomic_load(&c->dead) && atomic_load(done))
         qrpc__counter_add(&c->node->st_caller_reads, 1);
 }
 
