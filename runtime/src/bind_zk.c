@@ -38,8 +38,9 @@
  * Limits: the C client's own messages (every failed connection attempt
  * to a server that is down, say) are dropped unless QRPC_ZK_LOG is set,
  * and then go to stderr at its WARN level, or INFO (each connection and
- * session) when it is "info" (a process-wide setting, made once, here): this backend logs what matters through the node's log,
- * once per streak of the same error; sync
+ * session) when it is "info" (a process-wide setting, made once, here):
+ * this backend logs what matters through the node's log, once per streak
+ * of the same error; sync
  * calls block the agent thread for up to the session timeout when the
  * ensemble is unreachable; no ACLs or authentication (open ACLs).
  *
@@ -400,6 +401,19 @@ static int bz_session_open(bz_state *s)
 }
 
 /*
+ * Whether the session is connected (lock held).  The session event that
+ * says so comes on the client's completion thread, which a loaded machine
+ * may run late; the handle's own state, which its I/O thread sets, is
+ * read too.
+ */
+static bool bz_connected(bz_state *s)
+{
+    if (!s->connected && s->zh != NULL && zoo_state(s->zh) == ZOO_CONNECTED_STATE)
+        s->connected = true;
+    return s->connected;
+}
+
+/*
  * A live, connected session within ms: opens a new one when the last
  * expired (the registration is then lost).  Agent thread; lock not held.
  * QRPC_EUNAVAILABLE, QRPC_ECLOSED, QRPC_ENOMEM.
@@ -434,14 +448,8 @@ static int bz_ready(bz_state *s, unsigned ms)
         rc = bz_session_open(s);
         pthread_mutex_lock(&s->lock);
     }
-    /*
-     * The session event that sets connected comes on the client's
-     * completion thread, which a loaded machine may run late; the handle's
-     * own state, which its I/O thread sets, is looked at too (every
-     * BZ_STATE_POLL_MS, as nothing signals its change).
-     */
-    while (rc == 0 && !s->expired &&
-           !(s->connected = s->connected || zoo_state(s->zh) == ZOO_CONNECTED_STATE)) {
+    /* every BZ_STATE_POLL_MS: nothing signals the handle's state (bz_connected) */
+    while (rc == 0 && !s->expired && !bz_connected(s)) {
         uint64_t now = qrpc__now_ns(s->node);
 
         if (now >= until) {

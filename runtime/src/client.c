@@ -756,9 +756,11 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
     if (rc == 0) {
         /* every FrontEnd completes a started call by its deadline */
-        if (fe != &c->node->local)
-            qrpc__fe_wait(fe, &w.done, call.deadline_ns);
-        if (!qrpc__spin_wait(&w.done, qrpc__spin_ns(c->node))) {
+        uint64_t spin = qrpc__spin_ns(c->node);
+
+        if (fe != &c->node->local && qrpc__fe_wait(fe, &w.done, call.deadline_ns))
+            spin = 0;           /* the transport's reading spun already */
+        if (!qrpc__spin_wait(&w.done, spin)) {
             pthread_mutex_lock(&w.lock);
             while (!atomic_load(&w.done))
                 pthread_cond_wait(&w.cond, &w.lock);

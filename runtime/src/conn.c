@@ -1411,6 +1411,11 @@ int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *
     hello.max_message = n->cfg.max_message;
     hello.max_inflight = n->cfg.max_inflight;
     qrpc__hello_put(hb, &hello);
+    /*
+     * Ours until registered: a HELLO that finds no room asks for EPOLLOUT
+     * through rearm (conn_want_write), which disowning below does.
+     */
+    c->owned = true;
     /* First on the queue, so first on the wire. */
     conn_send_control(c, QRPC__F_HELLO, 0, hb, sizeof hb);
     if (atomic_load(&c->dead)) {
@@ -1418,17 +1423,11 @@ int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *
         goto fail;
     }
     qrpc__conn_ref(c);          /* the loop's */
-    /* ours until registered: the HELLO's writer may have asked for EPOLLOUT */
-    c->owned = true;
     rc = qrpc__io_track(n, c, fd, &c->io_key);
     if (rc != 0) {
         qrpc__conn_unref(c);    /* the loop's, never taken */
         goto fail;
     }
-    pthread_mutex_lock(&c->io_lock);
-    if (atomic_load(&c->writing) == CONN_HANDED)
-        c->rearm = true;        /* the HELLO waits for room: EPOLLOUT */
-    pthread_mutex_unlock(&c->io_lock);
     qrpc__conn_disown(c);
     *out = c;
     return 0;
@@ -1518,13 +1517,14 @@ int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
  * A synchronous caller reads c itself until *done, until_ns (CLOCK_MONOTONIC)
  * or c's end, rather than sleeping until a loop thread has read its reply
  * and woken it: no thread through the scheduler while it spins (spin_ns),
- * one after, as with a bare socket, where it used to take two.  It owns c as a loop thread would, with reading
- * taken out of c's registration meanwhile, so that no loop thread is woken
- * for what it reads; writes waiting for room still go to the loop
+ * one after, as with a bare socket, where it used to take two.  It owns
+ * c as a loop thread would, with reading taken out of c's registration
+ * meanwhile, so that no loop thread is woken for what it reads; writes waiting for room still go to the loop
  * (conn_want_write).  Only a client connection over a socket, which
- * brings replies and never requests.
+ * brings replies and never requests.  Returns whether it read (and so
+ * spun) at all.
  */
-static void conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
+static bool conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
                       uint64_t until_ns)
 {
     uint64_t now = qrpc__mono_ns(), spin_until = now + spin_ns;
@@ -1532,7 +1532,7 @@ static void conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
     pthread_mutex_lock(&c->io_lock);
     if (c->owned || atomic_load(&c->dead) || atomic_load(done)) {
         pthread_mutex_unlock(&c->io_lock);
-        return;                 /* a loop thread reads it: it wakes us */
+        return false;           /* a loop thread reads it: it wakes us */
     }
     c->owned = c->helped = true;
     conn_rearm(c);
@@ -1540,25 +1540,23 @@ static void conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
     /*
      * First the spin (config spin_us), reading as it goes: the CPU stays
      * awake, and a reply is read as soon as it is there, with no wake-up
-     * at all.  Then sleep in ppoll.
+     * at all.  Then sleep in ppoll.  Replies only: no requests to run.
      */
-    while (!atomic_load(done) && !atomic_load(&c->dead) && now < spin_until && now < until_ns) {
-        (void)qrpc__conn_on_readable(c, false);
-        if (atomic_load(done))
-            break;
-        sched_yield();
-        now = qrpc__mono_ns();
-    }
     while (!atomic_load(done) && !atomic_load(&c->dead) && now < until_ns) {
         struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
         struct timespec ts = { .tv_sec = (time_t)((until_ns - now) / 1000000000u),
                                .tv_nsec = (long)((until_ns - now) % 1000000000u) };
-        int k = ppoll(&p, 1, &ts, NULL);
+        int k;
 
-        if (k < 0 && errno != EINTR)
-            break;
-        if (k > 0)              /* replies only: no requests to run */
+        if (now < spin_until) {
+            (void)qrpc__conn_on_readable(c, false);
+            if (!atomic_load(done))
+                sched_yield();
+        } else if ((k = ppoll(&p, 1, &ts, NULL)) > 0) {
             (void)qrpc__conn_on_readable(c, (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0);
+        } else if (k < 0 && errno != EINTR) {
+            break;
+        }
         now = qrpc__mono_ns();
     }
     pthread_mutex_lock(&c->io_lock);
@@ -1569,28 +1567,32 @@ static void conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
      * our call's deadline has set, as after a sender finds it dead */
     if (!atomic_load(&c->dead) && atomic_load(done))
         qrpc__counter_add(&c->node->st_caller_reads, 1);
+    return true;
 }
 
-void qrpc__cfe_op_wait(void *fep, const atomic_bool *done, uint64_t deadline_ns)
+bool qrpc__cfe_op_wait(void *fep, const atomic_bool *done, uint64_t deadline_ns)
 {
     qrpc__cfe *fe = fep;
     uint64_t until = qrpc__mono_ns() + CONN_HELP_NS;
     qrpc__conn *c;
+    bool read = false;
 
     /* a deadline on another clock (a test's) bounds nothing here */
     if (fe->node->now == NULL && deadline_ns < until)
         until = deadline_ns;
     if (pthread_mutex_trylock(&fe->lock) != 0)
-        return;                 /* being dialled: our call has failed already */
+        return false;           /* being dialled: our call has failed already */
     c = fe->conn;
     if (c != NULL)
         qrpc__conn_ref(c);
     pthread_mutex_unlock(&fe->lock);
     if (c == NULL)
-        return;
-    if (c->pops == NULL && c->role == QRPC__CONN_CLIENT)
-        conn_help(c, done, qrpc__spin_ns(fe->node), until);
+        return false;
+    /* a FrontEnd's connections are dialled: client connections */
+    if (c->pops == NULL)
+        read = conn_help(c, done, qrpc__spin_ns(fe->node), until);
     qrpc__conn_unref(c);
+    return read;
 }
 
 /* ---- logging -------------------------------------------------------------------- */

@@ -208,9 +208,10 @@ int qrpc__cfe_op_call(void *fe, const qrpc__call *call);
  * while at most (conn.c) and not past deadline_ns, the calling thread
  * reads the FrontEnd's connection itself, if no other thread is reading
  * it, and so completes its own call (and any other whose reply comes
- * meanwhile) without a loop thread's wake-up.  Returns at once for a pipe.
+ * meanwhile) without a loop thread's wake-up.  Returns whether it read at
+ * all (false at once for a pipe).
  */
-void qrpc__cfe_op_wait(void *fe, const atomic_bool *done, uint64_t deadline_ns);
+bool qrpc__cfe_op_wait(void *fe, const atomic_bool *done, uint64_t deadline_ns);
 
 /* ---- the event loop ------------------------------------------------------------ */
 

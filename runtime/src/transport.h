@@ -143,11 +143,12 @@ typedef struct qrpc__fe_ops {
      * successful fe_call, before it sleeps until its done has run: the
      * transport may use the calling thread to bring the reply in (read
      * it, and run done there) until *done is true or deadline_ns.  It may
-     * return at any time, done or not; the caller then sleeps as usual.
-     * It takes nothing and never runs done other than through the
-     * transport's ordinary completion.
+     * return at any time, done or not; the caller then sleeps.  It returns
+     * whether it used the thread (and spun, config spin_us, so the caller
+     * does not spin again).  It takes nothing and never runs done other
+     * than through the transport's ordinary completion.
      */
-    void (*fe_wait)(void *fe, const atomic_bool *done, uint64_t deadline_ns);
+    bool (*fe_wait)(void *fe, const atomic_bool *done, uint64_t deadline_ns);
 } qrpc__fe_ops;
 
 typedef struct qrpc__tran {
@@ -190,10 +191,10 @@ static inline int qrpc__fe_call(qrpc__fe *fe, const qrpc__call *call)
     return fe->tran->tran_fe->fe_call(fe->data, call);
 }
 
-static inline void qrpc__fe_wait(qrpc__fe *fe, const atomic_bool *done, uint64_t deadline_ns)
+static inline bool qrpc__fe_wait(qrpc__fe *fe, const atomic_bool *done, uint64_t deadline_ns)
 {
-    if (fe->tran->tran_fe->fe_wait != NULL)
-        fe->tran->tran_fe->fe_wait(fe->data, done, deadline_ns);
+    return fe->tran->tran_fe->fe_wait != NULL &&
+           fe->tran->tran_fe->fe_wait(fe->data, done, deadline_ns);
 }
 
 #pragma GCC visibility pop
