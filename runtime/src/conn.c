@@ -400,9 +400,6 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
 
     if (atomic_exchange(&c->failing, true))
         return;
-    if (why != NULL)
-        qrpc__log(c->node, "closing connection %s %s: %s",
-                  c->role == QRPC__CONN_CLIENT ? "to" : "from", c->peer, why);
     /*
      * Out of epoll before anyone can see `dead`: the loop drops its
      * reference to a dead connection, so once it could see dead, no later
@@ -418,6 +415,13 @@ void qrpc__conn_fail(qrpc__conn *c, int may_have_run, const char *why)
     if (c->pops != NULL)
         c->pops->p_shutdown(c->pipe);
     atomic_store(&c->dead, true);
+    /*
+     * Logged once no new call can pick c (they look at dead), so a call
+     * made after the line is seen dials afresh.
+     */
+    if (why != NULL)
+        qrpc__log(c->node, "closing connection %s %s: %s",
+                  c->role == QRPC__CONN_CLIENT ? "to" : "from", c->peer, why);
     /* After this no write can carry anything (see the top of the file). */
     if (c->pops == NULL)
         shutdown(c->fd, SHUT_RDWR);
