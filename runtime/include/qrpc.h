@@ -137,6 +137,14 @@ typedef struct qrpc_node_config {
                                            one (qrpc(3), LIMITS); 0: the
                                            kernel's own, which grows with
                                            the traffic [4096, 1 GiB] */
+    int32_t bulk_lane;                  /* a remote call over TCP whose
+                                           arguments are this many bytes or
+                                           more goes on a second connection
+                                           to its node, so that its bytes
+                                           never queue ahead of small calls'
+                                           in the kernel's buffers (qrpc(3),
+                                           LIMITS) (0: 256 KiB; -1: never)
+                                           [-1, INT32_MAX] */
     uint32_t rdma_credits;              /* receive buffers of 16 KiB per
                                            RDMA connection, each a credit
                                            of its peer (0: 32) [4, 1024] */

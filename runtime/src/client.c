@@ -702,6 +702,7 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
     client_local cl;
     qrpc__call call;
     qrpc__fe *fe;
+    size_t len;
     int rc;
 
     if (args == NULL)
@@ -734,6 +735,7 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
         qrpc__acks_done(&c->acks, call.seq);    /* never started */
         goto out;
     }
+    len = args->len + tail_len;                 /* fe_call takes args */
     w.tail = tail;
     w.tail_len = (uint32_t)tail_len;            /* <= max_message: client_call_init */
     w.status = QRPC_EUNKNOWN;
@@ -758,7 +760,7 @@ static int client_call_sync(qrpc_client *c, uint32_t method, qrpc_buf *args,
         /* every FrontEnd completes a started call by its deadline */
         uint64_t spin = qrpc__spin_ns(c->node);
 
-        if (fe != &c->node->local && qrpc__fe_wait(fe, &w.done, call.deadline_ns))
+        if (fe != &c->node->local && qrpc__fe_wait(fe, len, &w.done, call.deadline_ns))
             spin = 0;           /* the transport's reading spun already */
         if (!qrpc__spin_wait(&w.done, spin)) {
             pthread_mutex_lock(&w.lock);

@@ -903,8 +903,7 @@ int qrpc__conn_request(qrpc__conn *c, const qrpc__call *call)
     uint64_t now, left_ms, wake;
     bool oneway = (call->flags & QRPC_METHOD_ONEWAY) != 0;
     bool later = false;
-    uint64_t body_len = call->blob != NULL ? (uint64_t)call->blob->len + call->blob->tail_len
-                                           : call->args->len;
+    uint64_t body_len = qrpc__call_len(call);
     int rc;
 
     if (call->svc->name_len == 0 || call->svc->name_len > QRPC__NAME_MAX)
@@ -1451,6 +1450,8 @@ void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
     fe->node = n;
     pthread_mutex_init(&fe->lock, NULL);    /* cannot fail on Linux */
     fe->conn = NULL;
+    fe->bulk = NULL;
+    fe->bulk_min = 0;
     fe->closed = false;
     fe->dial = dial;
 }
@@ -1458,16 +1459,20 @@ void qrpc__cfe_init(qrpc__cfe *fe, qrpc_node *n,
 void qrpc__cfe_op_close(void *fep)
 {
     qrpc__cfe *fe = fep;
-    qrpc__conn *c;
+    qrpc__conn *c[2];
+    int i;
 
     pthread_mutex_lock(&fe->lock);
     fe->closed = true;
-    c = fe->conn;
-    fe->conn = NULL;
+    c[0] = fe->conn;
+    c[1] = fe->bulk;
+    fe->conn = fe->bulk = NULL;
     pthread_mutex_unlock(&fe->lock);
-    if (c != NULL) {
-        qrpc__conn_fail(c, QRPC_ECLOSED, NULL);
-        qrpc__conn_unref(c);
+    for (i = 0; i < 2; i++) {
+        if (c[i] != NULL) {
+            qrpc__conn_fail(c[i], QRPC_ECLOSED, NULL);
+            qrpc__conn_unref(c[i]);
+        }
     }
 }
 
@@ -1477,14 +1482,22 @@ void qrpc__cfe_op_fini(void *fep)
 
     if (fe->conn != NULL)
         qrpc__conn_unref(fe->conn);
+    if (fe->bulk != NULL)
+        qrpc__conn_unref(fe->bulk);
     pthread_mutex_destroy(&fe->lock);
     free(fe);
+}
+
+/* The FrontEnd's slot for a call of len bytes of arguments (lock held). */
+static qrpc__conn **cfe_slot(qrpc__cfe *fe, size_t len)
+{
+    return fe->bulk_min != 0 && len >= fe->bulk_min ? &fe->bulk : &fe->conn;
 }
 
 int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
 {
     qrpc__cfe *fe = fep;
-    qrpc__conn *c;
+    qrpc__conn *c, **slot;
     int tries, rc = QRPC_EUNAVAILABLE;
 
     /* A connection found broken is replaced once, within this call. */
@@ -1494,10 +1507,11 @@ int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
             pthread_mutex_unlock(&fe->lock);
             return QRPC_ECLOSED;
         }
-        c = fe->conn;
+        slot = cfe_slot(fe, qrpc__call_len(call));
+        c = *slot;
         if (c != NULL && qrpc__conn_dead(c)) {
             qrpc__conn_unref(c);
-            fe->conn = c = NULL;
+            *slot = c = NULL;
         }
         if (c == NULL) {
             rc = fe->dial(fe, call->deadline_ns, &c);
@@ -1505,7 +1519,7 @@ int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
                 pthread_mutex_unlock(&fe->lock);
                 return rc;
             }
-            fe->conn = c;
+            *slot = c;
         }
         qrpc__conn_ref(c);
         pthread_mutex_unlock(&fe->lock);
@@ -1574,7 +1588,7 @@ static bool conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,
     return true;
 }
 
-bool qrpc__cfe_op_wait(void *fep, const atomic_bool *done, uint64_t deadline_ns)
+bool qrpc__cfe_op_wait(void *fep, size_t len, const atomic_bool *done, uint64_t deadline_ns)
 {
     qrpc__cfe *fe = fep;
     uint64_t until = qrpc__mono_ns() + CONN_HELP_NS;
@@ -1586,7 +1600,7 @@ bool qrpc__cfe_op_wait(void *fep, const atomic_bool *done, uint64_t deadline_ns)
         until = deadline_ns;
     if (pthread_mutex_trylock(&fe->lock) != 0)
         return false;           /* being dialled: our call has failed already */
-    c = fe->conn;
+    c = *cfe_slot(fe, len);
     if (c != NULL)
         qrpc__conn_ref(c);
     pthread_mutex_unlock(&fe->lock);

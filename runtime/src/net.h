@@ -178,15 +178,20 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now);
 
 /*
  * The FrontEnd of a remote node over connections, shared by the TCP and
- * RDMA transports: at most one connection, which every client of that
- * destination shares; dialled (by dial, on the calling thread, under the
- * lock) on the first call and again after it breaks, once per call.
+ * RDMA transports: one connection, which every client of that
+ * destination shares, and, with bulk_min, a second one (the bulk lane)
+ * for calls whose arguments are bulk_min bytes or more, so that their
+ * bytes never sit in the kernel's buffers ahead of a small call's.  Each
+ * is dialled (by dial, on the calling thread, under the lock) on the
+ * first call that needs it and again after it breaks, once per call.
  * A transport's FrontEnd begins with one.
  */
 typedef struct qrpc__cfe {
     qrpc_node *node;
-    pthread_mutex_t lock;       /* conn, closed; held while dialling */
+    pthread_mutex_t lock;       /* conn, bulk, closed; held while dialling */
     qrpc__conn *conn;
+    qrpc__conn *bulk;           /* the bulk lane, or NULL */
+    size_t bulk_min;            /* 0: no bulk lane (set after qrpc__cfe_init) */
     bool closed;
     /* connects, waiting until deadline_ns at most: 0 with a reference in
      * *out, or QRPC_EUNAVAILABLE (nothing was sent) */
@@ -206,12 +211,13 @@ int qrpc__cfe_op_call(void *fe, const qrpc__call *call);
 /*
  * fe_wait for a FrontEnd over sockets: while *done is false, for a short
  * while at most (conn.c) and not past deadline_ns, the calling thread
- * reads the FrontEnd's connection itself, if no other thread is reading
- * it, and so completes its own call (and any other whose reply comes
- * meanwhile) without a loop thread's wake-up.  Returns whether it read at
- * all (false at once for a pipe).
+ * reads the connection its call went on (chosen by len, as fe_call
+ * chose) itself, if no other thread is reading it, and so completes its
+ * own call (and any other whose reply comes meanwhile) without a loop
+ * thread's wake-up.  Returns whether it read at all (false at once for a
+ * pipe).
  */
-bool qrpc__cfe_op_wait(void *fe, const atomic_bool *done, uint64_t deadline_ns);
+bool qrpc__cfe_op_wait(void *fe, size_t len, const atomic_bool *done, uint64_t deadline_ns);
 
 /* ---- the event loop ------------------------------------------------------------ */
 

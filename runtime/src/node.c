@@ -38,6 +38,7 @@
 #define NODE_MIN_TCP_RCVBUF       4096u
 #define NODE_MAX_TCP_RCVBUF       (1u << 30)
 #define NODE_MAX_RETRY_MS         3600000
+#define NODE_DEFAULT_BULK_LANE    (256 << 10)
 
 /* A misuse that would otherwise deadlock: say what it was, then abort. */
 static _Noreturn void node_panic(const char *msg)
@@ -66,6 +67,7 @@ void qrpc_node_config_init(qrpc_node_config *cfg)
     cfg->rdma_polling = 0;
     cfg->rdma_credits = NODE_DEFAULT_RDMA_CREDITS;
     cfg->tcp_rcvbuf = 0;
+    cfg->bulk_lane = NODE_DEFAULT_BULK_LANE;
     cfg->log = NULL;
     cfg->log_arg = NULL;
 }
@@ -85,7 +87,7 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         in->spin_us < -1 || in->spin_us > NODE_MAX_SPIN_US ||
         in->retry_ms < -1 || in->retry_ms > NODE_MAX_RETRY_MS ||
         (in->dedup_log != NULL && (in->listen == NULL || in->dedup_log[0] == '\0')) ||
-        in->rdma_polling > 1 ||
+        in->rdma_polling > 1 || in->bulk_lane < -1 ||
         (in->tcp_rcvbuf != 0 && (in->tcp_rcvbuf < NODE_MIN_TCP_RCVBUF ||
                                  in->tcp_rcvbuf > NODE_MAX_TCP_RCVBUF)) ||
         (in->rdma_credits != 0 && (in->rdma_credits < NODE_MIN_RDMA_CREDITS ||
@@ -122,6 +124,8 @@ static int node_config_fill(qrpc_node_config *out, const qrpc_node_config *in)
         out->lease_ms = in->lease_ms;
     if (in->retry_ms != 0)
         out->retry_ms = in->retry_ms;
+    if (in->bulk_lane != 0)
+        out->bulk_lane = in->bulk_lane;
     return 0;
 }
 

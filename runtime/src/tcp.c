@@ -4,8 +4,11 @@
  * remote node, which dials lazily on the first call and again after its
  * connection breaks.  What happens on a connection is conn.c's.
  *
- * A FrontEnd has at most one connection; every client of that
- * destination shares it, and calls from many threads interleave on it.
+ * A FrontEnd has one connection, which every client of that destination
+ * shares and calls from many threads interleave on, and a second one, the
+ * bulk lane (config bulk_lane), for calls with large arguments: frames
+ * interleave only while we hold them, and once a large argument's bytes
+ * are in the kernel's buffers a small call waits behind all of them.
  * Dialling happens on the calling thread, bounded by the call's deadline
  * and QRPC__DIAL_MS; a destination that refuses or cannot be reached
  * fails the call at once with QRPC_EUNAVAILABLE (nothing was sent).
@@ -273,6 +276,8 @@ static int tcp_fe_init(void **fep, qrpc_node *n, const char *addr)
         return rc;
     }
     qrpc__cfe_init(&fe->cfe, n, tcp_dial);
+    if (n->cfg.bulk_lane > 0)
+        fe->cfe.bulk_min = (size_t)n->cfg.bulk_lane;
     snprintf(fe->addr, sizeof fe->addr, "%s", addr);
     *fep = fe;
     return 0;

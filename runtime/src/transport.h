@@ -104,6 +104,14 @@ typedef struct qrpc__call {
     void *arg;
 } qrpc__call;
 
+/* The bytes of call's arguments, its blob's tail included. */
+static inline size_t qrpc__call_len(const qrpc__call *call)
+{
+    if (call->blob != NULL)
+        return (size_t)call->blob->len + call->blob->tail_len;
+    return call->args != NULL ? call->args->len : 0;
+}
+
 typedef struct qrpc__fe_ops {
     /*
      * fe_init creates the FrontEnd of node n for destination addr and sets
@@ -142,13 +150,15 @@ typedef struct qrpc__fe_ops {
      * fe_wait (may be NULL) is called by a synchronous caller after a
      * successful fe_call, before it sleeps until its done has run: the
      * transport may use the calling thread to bring the reply in (read
-     * it, and run done there) until *done is true or deadline_ns.  It may
-     * return at any time, done or not; the caller then sleeps.  It returns
-     * whether it used the thread (and spun, config spin_us, so the caller
-     * does not spin again).  It takes nothing and never runs done other
-     * than through the transport's ordinary completion.
+     * it, and run done there) until *done is true or deadline_ns.  len is
+     * the call's qrpc__call_len(), by which fe_call may have chosen a
+     * connection.  It may return at any time, done or not; the caller
+     * then sleeps.  It returns whether it used the thread (and spun,
+     * config spin_us, so the caller does not spin again).  It takes
+     * nothing and never runs done other than through the transport's
+     * ordinary completion.
      */
-    bool (*fe_wait)(void *fe, const atomic_bool *done, uint64_t deadline_ns);
+    bool (*fe_wait)(void *fe, size_t len, const atomic_bool *done, uint64_t deadline_ns);
 } qrpc__fe_ops;
 
 typedef struct qrpc__tran {
@@ -191,10 +201,11 @@ static inline int qrpc__fe_call(qrpc__fe *fe, const qrpc__call *call)
     return fe->tran->tran_fe->fe_call(fe->data, call);
 }
 
-static inline bool qrpc__fe_wait(qrpc__fe *fe, const atomic_bool *done, uint64_t deadline_ns)
+static inline bool qrpc__fe_wait(qrpc__fe *fe, size_t len, const atomic_bool *done,
+                                 uint64_t deadline_ns)
 {
     return fe->tran->tran_fe->fe_wait != NULL &&
-           fe->tran->tran_fe->fe_wait(fe->data, done, deadline_ns);
+           fe->tran->tran_fe->fe_wait(fe->data, len, done, deadline_ns);
 }
 
 #pragma GCC visibility pop

@@ -62,8 +62,8 @@
  * net-latency,net-mixed) and BENCH_NET_SYSTEMS (comma-separated systems:
  * qrpc, bare, and in bench_net_peers rpcgen and grpc; no ratios without
  * bare).  BENCH_QRPC_RCVBUF sets tcp_rcvbuf on both qrpc nodes and
- * BENCH_QRPC_SPIN_US the qrpc client's spin_us (net_qrpc.c); the report
- * says which values the run had.
+ * BENCH_QRPC_SPIN_US the qrpc client's spin_us, BENCH_QRPC_BULK_LANE its
+ * bulk_lane (net_qrpc.c); the report says which values the run had.
  */
 #include <errno.h>
 #include <arpa/inet.h>
@@ -1060,6 +1060,7 @@ int main(int argc, char **argv)
     net_fact(out, "server_cpu", cfg_server_cpu);
     net_fact(out, "qrpc_rcvbuf", bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30));
     net_fact(out, "qrpc_spin_us", bench_env_int("BENCH_QRPC_SPIN_US", 0, -1, 100000));
+    net_fact(out, "qrpc_bulk_lane", bench_env_int("BENCH_QRPC_BULK_LANE", 0, -1, 1 << 30));
 
     net_local_qrpc_teardown();
     for (s = 0; s < NET_NSYS; s++)

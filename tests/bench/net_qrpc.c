@@ -10,7 +10,9 @@
  * The server is a node listening on 127.0.0.1:0 with the default workers
  * that serves nb.Bench.  The client is one node with one client of the
  * server's address: every workload's calls, from any thread, share its one
- * FrontEnd and connection.  Both nodes raise max_message to
+ * FrontEnd: its connection, and its bulk lane (a second connection) for
+ * sink calls of bulk_lane bytes or more, which BENCH_QRPC_BULK_LANE sets
+ * on the client (-1: none, everything on the one connection).  Both nodes raise max_message to
  * NET_MAX_MESSAGE: the default (64 MiB) refuses a 64 MiB `bytes` argument,
  * whose encoding is 4 bytes longer.  Everything else is the default,
  * unless BENCH_QRPC_RCVBUF sets both nodes' tcp_rcvbuf (qrpc(3)), to
@@ -66,6 +68,12 @@ static void qrpc_fail(const char *what, int rc)
 
     snprintf(detail, sizeof detail, "%s (%s)", qrpc_strerror(rc), qrpc_err_name(rc));
     net_fail("qrpc", what, detail);
+}
+
+/* The client's bulk_lane: BENCH_QRPC_BULK_LANE, or 0 (the default). */
+static int32_t qrpc_bulk_lane(void)
+{
+    return (int32_t)bench_env_int("BENCH_QRPC_BULK_LANE", 0, -1, 1 << 30);
 }
 
 /* ---- the server ---------------------------------------------------------------- */
@@ -140,6 +148,7 @@ static void qrpc_open(const char *addr)
     cfg.rdma = qrpc_rdma;
     cfg.tcp_rcvbuf = qrpc_rcvbuf();
     cfg.spin_us = qrpc_spin_us();
+    cfg.bulk_lane = qrpc_bulk_lane();
     rc = qrpc_node_create(&cfg, &cli_node);
     if (rc != 0)
         qrpc_fail("client node", rc);

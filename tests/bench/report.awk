@@ -214,7 +214,7 @@ function net_systems(    all, n, i) {
     net_peers = net_sys["rpcgen"] || net_sys["grpc"]
 }
 
-function net_report(    i, k, q, d, verdict, head, rule) {
+function net_report(    i, k, q, d, verdict, head, rule, lane) {
     net_systems()
     if (!net_nsys && !(("direct" SUBSEP "net-local" SUBSEP "ns/call") in seen))
         return
@@ -343,8 +343,15 @@ function net_report(    i, k, q, d, verdict, head, rule) {
     q = "qrpc" SUBSEP "net-mixed" SUBSEP "p99_busy/idle"
     if (q in seen) {
         print ""
-        printf "qrpc streams on the same client (FrontEnd and connection) as the small "
-        printf "calls; bare on a second connection.  %d idle calls per run.  ", net_fact("mixed_calls")
+        lane = net_fact("qrpc_bulk_lane")
+        printf "qrpc streams on the same client (FrontEnd) as the small calls, "
+        if (lane == "")
+            printf "and on the same connection (a run from before the bulk lane); "
+        else if (lane < 0)
+            printf "and on the same connection (bulk_lane -1, BENCH_QRPC_BULK_LANE); "
+        else
+            printf "the stream on its bulk lane, a second connection (bulk_lane %d, BENCH_QRPC_BULK_LANE); ", lane == 0 ? 262144 : lane
+        printf "bare on a second connection.  %d idle calls per run.  ", net_fact("mixed_calls")
         if (net_fact("qrpc_rcvbuf") > 0)
             printf "qrpc's nodes had tcp_rcvbuf %d (BENCH_QRPC_RCVBUF).  ", net_fact("qrpc_rcvbuf")
         else

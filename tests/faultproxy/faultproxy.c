@@ -33,6 +33,15 @@
  * instead (SO_LINGER 0), and bytes not yet delivered may then be lost too.
  * Messages held back for a delay are lost in a cut, as on a network.
  *
+ * A stall (--stall-big) stands for a path that stops carrying one
+ * connection while others flow: at the first REQUEST frame without END
+ * (the start of a message split into frames), that connection's
+ * client-to-upstream direction stops.  Neither that frame nor anything
+ * after it is forwarded, and the client's bytes are no longer read, so
+ * the client's sends back up; replies still flow.  It lasts until the
+ * proxy exits (the client's close of a stalled connection is not seen
+ * either).
+ *
  * A frame chosen for a cut in its middle is otherwise forwarded as it is
  * (not dropped, duplicated or delayed), so that its first bytes do arrive.
  * --cut-after and the "frames" statistic count the whole frames of both
@@ -106,13 +115,13 @@ static struct {
     policy pol[2];                      /* [TO_UP]: requests, [TO_CLIENT]: replies */
     unsigned delay_ms;
     unsigned cut;                       /* per mille */
-    bool cut_mid, cut_rst, lifeline;
+    bool cut_mid, cut_rst, lifeline, stall_big;
     uint64_t cut_after;                 /* 0: off */
     const char *stats_path;
 } opt = { .seed = 1, .delay_ms = 50, .lifeline = true };
 
 static struct {
-    uint64_t connections, frames, dropped[2], dup[2], delayed, cuts, unparsed;
+    uint64_t connections, frames, dropped[2], dup[2], delayed, cuts, unparsed, stalls;
 } st;
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -242,6 +251,7 @@ typedef struct flow {
     held *dq, *dq_tail;                 /* delayed messages, due in order */
     size_t dq_bytes;
     bool src_eof;                       /* the source has finished sending */
+    bool stalled;                       /* --stall-big: nothing more is read or passed */
     bool dst_shut;                      /* we have shut down writing to the destination */
 } flow;
 
@@ -454,6 +464,11 @@ static void frame_begin(conn *c, flow *f)
     uint64_t r_off = rng_next(&f->rng);
     bool cut = roll(r_cut, opt.cut) || c->cut_next;
 
+    if (opt.stall_big && f->dir == TO_UP && type == T_REQUEST && !(flags & F_END)) {
+        f->stalled = true;              /* this frame and the rest stay with the client */
+        st.stalls++;
+        return;
+    }
     f->total = HDR_LEN + (uint64_t)get_le32(f->hdr + 12);
     f->done = 0;
     f->act = A_PASS;
@@ -492,7 +507,7 @@ static void flow_go_raw(flow *f)
 /* Bytes read from the source of f. */
 static void flow_input(conn *c, flow *f, const uint8_t *p, size_t n)
 {
-    while (n > 0 && !c->cutting && !c->dead) {
+    while (n > 0 && !c->cutting && !c->dead && !f->stalled) {
         if (f->state == P_RAW) {
             buf_add(&f->out, p, n);
             return;
@@ -640,7 +655,7 @@ static bool want_read(const conn *c, int s)
 {
     const flow *f = &c->f[s];
 
-    if (f->src_eof || c->resetting || c->gone[1 - s])
+    if (f->src_eof || f->stalled || c->resetting || c->gone[1 - s])
         return false;
     if (c->cutting)
         return true;
@@ -827,9 +842,9 @@ static void stats_line(char *line, size_t n)
     snprintf(line, n,
              "faultproxy: connections %" PRIu64 " frames %" PRIu64 " dropped_req %" PRIu64
              " dropped_rep %" PRIu64 " dup_req %" PRIu64 " dup_rep %" PRIu64
-             " delayed %" PRIu64 " cuts %" PRIu64 " unparsed %" PRIu64 "\n",
+             " delayed %" PRIu64 " cuts %" PRIu64 " unparsed %" PRIu64 " stalls %" PRIu64 "\n",
              st.connections, st.frames, st.dropped[TO_UP], st.dropped[TO_CLIENT],
-             st.dup[TO_UP], st.dup[TO_CLIENT], st.delayed, st.cuts, st.unparsed);
+             st.dup[TO_UP], st.dup[TO_CLIENT], st.delayed, st.cuts, st.unparsed, st.stalls);
 }
 
 /* Prints the line to stderr and replaces the --stats file; false if that failed. */
@@ -891,6 +906,9 @@ static const char usage_text[] =
     "                    counted (with --cut-mid: inside the frame after them)\n"
     "  --cut-rst         cut with a reset; by default the bytes before the cut are\n"
     "                    delivered and both sides get a FIN\n"
+    "  --stall-big       at the first frame of a request split into frames (a\n"
+    "                    REQUEST frame without END), stop forwarding that\n"
+    "                    connection's requests and reading its client, until exit\n"
     "\n"
     "Other options:\n"
     "  --upstream 127.0.0.1:PORT  where to forward (loopback only)\n"
@@ -902,7 +920,7 @@ static const char usage_text[] =
     "\n"
     "Statistics, one line to stderr at exit and on SIGUSR1:\n"
     "  faultproxy: connections C frames F dropped_req N dropped_rep N dup_req N\n"
-    "  dup_rep N delayed N cuts N unparsed N\n"
+    "  dup_rep N delayed N cuts N unparsed N stalls N\n"
     "(unparsed: directions forwarded as raw bytes after something that was not a\n"
     "frame header).  Exit status: 0, 1 on a system error, 2 on a usage error.\n";
 
@@ -932,7 +950,8 @@ static void parse_upstream(const char *s)
 
 enum {
     O_UPSTREAM = 256, O_SEED, O_DROP_REQ, O_DROP_REP, O_DUP_REQ, O_DUP_REP, O_DELAY_REQ,
-    O_DELAY_REP, O_DELAY_MS, O_CUT, O_CUT_MID, O_CUT_AFTER, O_CUT_RST, O_STATS, O_NO_LIFELINE
+    O_DELAY_REP, O_DELAY_MS, O_CUT, O_CUT_MID, O_CUT_AFTER, O_CUT_RST, O_STATS, O_NO_LIFELINE,
+    O_STALL_BIG
 };
 
 static void parse_args(int argc, char **argv)
@@ -953,6 +972,7 @@ static void parse_args(int argc, char **argv)
         { "cut-rst", no_argument, NULL, O_CUT_RST },
         { "stats", required_argument, NULL, O_STATS },
         { "no-lifeline", no_argument, NULL, O_NO_LIFELINE },
+        { "stall-big", no_argument, NULL, O_STALL_BIG },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -1022,6 +1042,9 @@ static void parse_args(int argc, char **argv)
             break;
         case O_NO_LIFELINE:
             opt.lifeline = false;
+            break;
+        case O_STALL_BIG:
+            opt.stall_big = true;
             break;
         default:
             usage_error("unknown option %s", argv[optind - 1]);

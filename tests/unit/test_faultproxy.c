@@ -293,7 +293,7 @@ START_TEST(test_forward_exact)
     close(lfd);
     stats = fp_stop(&px, 0);
     ck_assert_str_eq(stats, "faultproxy: connections 3 frames 45 dropped_req 0 dropped_rep 0 "
-                            "dup_req 0 dup_rep 0 delayed 0 cuts 0 unparsed 0\n");
+                            "dup_req 0 dup_rep 0 delayed 0 cuts 0 unparsed 0 stalls 0\n");
 }
 END_TEST
 
@@ -878,7 +878,7 @@ START_TEST(test_signals_lifeline)
                              "faultproxy: connections 0 frames 0", false, WAIT_MS),
                   "no statistics line after SIGUSR1: '%s'", px.err);
     ck_assert_str_eq(fp_stop(&px, SIGTERM), "faultproxy: connections 0 frames 0 dropped_req 0 "
-                     "dropped_rep 0 dup_req 0 dup_rep 0 delayed 0 cuts 0 unparsed 0\n");
+                     "dropped_rep 0 dup_req 0 dup_rep 0 delayed 0 cuts 0 unparsed 0 stalls 0\n");
     fp_start(&px, port, NULL);
     fp_stop(&px, 0);                    /* only the lifeline closes */
     close(lfd);
@@ -886,6 +886,58 @@ START_TEST(test_signals_lifeline)
 END_TEST
 
 /* Bad command lines are refused with a message that says what was wrong (status 2). */
+/*
+ * --stall-big: the first frame of a split request stops its direction.
+ * What came before it arrives; replies still pass; the client's sends
+ * back up; and at the proxy's exit the upstream has had nothing more.
+ */
+START_TEST(test_stall_big)
+{
+    static uint8_t chunk[64 << 10];
+    bytes in = { 0 }, want = { 0 }, reply = { 0 };
+    uint8_t extra[64];
+    size_t queued = 0;
+    plink l;
+    frame f;
+    const char *stats;
+
+    by_hello(&in, 1);
+    by_frame(&in, T_REQUEST, F_END, 1, 20);
+    by_add(&want, in.p, in.len);
+    by_frame(&in, T_REQUEST, 0, 2, 100);        /* a split request's first frame */
+    by_frame(&in, T_REQUEST, F_END, 3, 20);
+    link_open(&l, (const char *const[]){ "--stall-big", NULL });
+    ck_assert(raw_send(l.cli, in.p, in.len));
+    expect_bytes(l.srv, &want, "the frames before the stall");
+    by_frame(&reply, T_REPLY, F_END, 1, 28);
+    ck_assert(raw_send(l.srv, reply.p, reply.len));
+    ck_assert(read_frame(l.cli, &f));
+    ck_assert_int_eq(f.type, T_REPLY);
+    ck_assert_int_eq(f.stream, 1);
+    ck_assert_int_eq(f.len, 28);
+    for (;;) {
+        ssize_t w = send(l.cli, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        ck_assert_msg(w > 0, "send: %s", strerror(errno));
+        queued += (size_t)w;
+        ck_assert_msg(queued < (256u << 20), "the proxy keeps reading a stalled client");
+    }
+    close(l.cli);
+    stats = fp_stop(&l.px, 0);
+    ck_assert_int_eq(read_to_eof(l.srv, extra, sizeof extra), 0);
+    close(l.srv);
+    close(l.lfd);
+    ck_assert_int_eq(stat_of(stats, "stalls"), 1);
+    ck_assert_int_eq(stat_of(stats, "frames"), 3);
+    ck_assert_int_eq(stat_of(stats, "connections"), 1);
+    free(in.p);
+    free(want.p);
+    free(reply.p);
+}
+END_TEST
+
 START_TEST(test_usage)
 {
     static const struct {
@@ -940,6 +992,7 @@ static Suite *faultproxy_suite(void)
     tcase_add_loop_test(tc, test_reset_passed_on, 0, 2);
     tcase_add_test(tc, test_upstream_refused);
     tcase_add_test(tc, test_signals_lifeline);
+    tcase_add_test(tc, test_stall_big);
     suite_add_tcase(s, tc);
     return s;
 }

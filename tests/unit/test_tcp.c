@@ -1949,6 +1949,107 @@ START_TEST(tcp_rcvbuf)
 }
 END_TEST
 
+static void lane_digest_cb(int status, kitchen_Kitchen_digest_reply *reply, void *arg)
+{
+    st_res *r = arg;
+
+    (void)reply;
+    r->status = status;
+    r->calls++;
+    tt_count_add(r->done, 1);
+}
+
+/*
+ * The bulk lane (config bulk_lane): a call whose arguments are that large
+ * goes on a second connection to its node.  Out of range is
+ * QRPC_EINVAL.  Direct, a 1 MiB call over the lane gets its digest.
+ * Through a proxy that stalls the connection a split request starts on
+ * (faultproxy --stall-big), a 1 MiB call sticks: with the lane, 50 small
+ * calls complete meanwhile over the other connection; with bulk_lane -1
+ * (one connection) a small call queues behind it until its deadline.
+ * Either way the large call ends once, QRPC_ETIMEDOUT.
+ */
+START_TEST(tcp_bulk_lane)
+{
+    static const char *const stall[] = { "--stall-big", NULL };
+    static uint8_t big[MiB];
+    qrpc_bytes data = { big, sizeof big };
+    common_Money m = { common_Currency_USD, 1 };
+    kitchen_Hash seed, got, want;
+    qrpc_node_config cfg;
+    qrpc_node *bad = NULL;
+    tt_count done;
+    st_res res;
+    fproxy p;
+    tsrv s;
+    tcli c;
+    char addr[64];
+    const char *stats;
+    int32_t r = 0;
+    int round, i, rc;
+
+    qrpc_node_config_init(&cfg);
+    cfg.bulk_lane = -2;
+    ck_assert_int_eq(qrpc_node_create(&cfg, &bad), QRPC_EINVAL);
+    ck_assert_ptr_null(bad);
+    for (i = 0; i < (int)sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + (i >> 12));
+    memset(seed, 3, sizeof seed);
+    kd_digest(&data, (const kitchen_Hash *)&seed, &m, kitchen_Color_GREEN, 2, &want);
+
+    tsrv_start(&s, NULL);
+    tcli_open(&c, s.addr);
+    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
+                                kitchen_Color_GREEN, 2, &got);
+    ck_assert_msg(rc == 0, "1 MiB over the lane: %s", qrpc_err_name(rc));
+    ck_assert(memcmp(got, want, sizeof got) == 0);
+    check_serving(c.k, "beside the lane");
+    tcli_close(&c);
+
+    tt_count_init(&done);
+    for (round = 0; round < 2; round++) {
+        bool lane = round == 0;
+
+        fp_start(&p, s.port, stall);
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", p.port);
+        qrpc_node_config_init(&cfg);
+        cfg.bulk_lane = lane ? 0 : -1;
+        cfg.retry_ms = -1;
+        cfg.timeout_ms = 3000;
+        tcli_open_cfg(&c, addr, &cfg);
+        check_serving(c.k, "before the large call");
+        res.status = -100;
+        res.calls = 0;
+        res.done = &done;
+        ck_assert_int_eq(kitchen_Kitchen_digest_async(c.k, &data, (const kitchen_Hash *)&seed,
+                                                      &m, kitchen_Color_GREEN, 2,
+                                                      lane_digest_cb, &res), 0);
+        if (lane) {
+            for (i = 0; i < 50; i++)
+                check_serving(c.k, "while a large call is stalled");
+            ck_assert_int_eq(tt_count_get(&done), round);
+        } else {
+            qrpc_client_set_timeout(c.k, 300);
+            rc = kitchen_Kitchen_add(c.k, 1, 2, &r);
+            ck_assert_msg(rc == QRPC_ETIMEDOUT, "a small call behind a stalled one: %s",
+                          qrpc_err_name(rc));
+        }
+        ck_assert(tt_count_wait(&done, round + 1, 10000));
+        ck_assert_int_eq(res.calls, 1);
+        ck_assert_msg(res.status == QRPC_ETIMEDOUT, "the stalled call: %s",
+                      qrpc_err_name(res.status));
+        tcli_close(&c);
+        stats = fp_stop(&p, 0);
+        ck_assert_int_eq(stat_of(stats, "stalls"), 1);
+        ck_assert_int_eq(stat_of(stats, "connections"), lane ? 2 : 1);
+    }
+    tt_count_fini(&done);
+    ck_assert(tsrv_alive(&s));
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+}
+END_TEST
+
 /*
  * digest_tail's bytes go as the synchronous stub's tail: copied below 64
  * KiB, sent in place from 64 KiB on.  Every size gets the digest of what
@@ -3781,6 +3882,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_tail);
     tcase_add_test(tc, tcp_tail_unread);
     tcase_add_test(tc, tcp_rcvbuf);
+    tcase_add_test(tc, tcp_bulk_lane);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");
