@@ -1599,7 +1599,7 @@ bool qrpc__cfe_op_wait(void *fep, size_t len, const atomic_bool *done, uint64_t 
     if (fe->node->now == NULL && deadline_ns < until)
         until = deadline_ns;
     if (pthread_mutex_trylock(&fe->lock) != 0)
-        return false;           /* being dialled: our call has failed already */
+        return false;           /* a dial holds it (the other lane, or ours anew): sleep */
     c = *cfe_slot(fe, len);
     if (c != NULL)
         qrpc__conn_ref(c);
