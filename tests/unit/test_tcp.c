@@ -1713,14 +1713,21 @@ START_TEST(tcp_timeout)
     ck_assert_msg(took >= 150 && took < 1500, "ETIMEDOUT after %" PRId64 " ms", took);
     ck_assert(tsrv_event(&s, "SLEEP 2000", 5000, line, sizeof line));
 
-    /* the connection still works while the handler sleeps ... */
+    /*
+     * the connection still works while the handler sleeps ... (calls
+     * that must succeed get a generous deadline: under a sanitizer on a
+     * loaded machine a small call can take longer than 200 ms)
+     */
+    qrpc_client_set_timeout(c.k, 10000);
     check_serving(c.k, "while the slow handler runs");
     /* ... the same with an async call ... */
     ar.status = -100;
     ar.calls = 0;
     ar.done = &done;
+    qrpc_client_set_timeout(c.k, 200);
     t0 = tt_now_ms();
     ck_assert_int_eq(kitchen_Kitchen_fill_async(c.k, KF_SLEEP + 2000, st_fill_cb, &ar), 0);
+    qrpc_client_set_timeout(c.k, 10000);
     ck_assert(tt_count_wait(&done, 1, 5000));
     ck_assert_msg(ar.status == QRPC_ETIMEDOUT, "slow async call: %s", qrpc_err_name(ar.status));
     took = ar.when_ms - t0;
@@ -1732,8 +1739,7 @@ START_TEST(tcp_timeout)
     for (calls = 0; calls < 20; calls++)
         check_serving(c.k, "after the late replies");
     ck_assert_int_eq(ar.calls, 1);
-    /* a generous deadline again: the slow call succeeds */
-    qrpc_client_set_timeout(c.k, 10000);
+    /* with the generous deadline, a slow call succeeds */
     ck_assert_int_eq(kitchen_Kitchen_fill(c.k, KF_SLEEP + 300, &values, &h, &leaf), 0);
     kitchen_i32_list_free(&values);
     kitchen_Leaf_opt_free(&leaf);
@@ -1766,6 +1772,7 @@ START_TEST(tcp_node_timeout)
     took = tt_now_ms() - t0;
     ck_assert_msg(rc == QRPC_ETIMEDOUT, "%s", qrpc_err_name(rc));
     ck_assert_msg(took >= 250 && took < 2000, "ETIMEDOUT after %" PRId64 " ms", took);
+    qrpc_client_set_timeout(c.k, 10000);        /* a call that must succeed: see tcp_timeout */
     check_serving(c.k, "after");
     tcli_close(&c);
     tsrv_stop_clean(&s);
