@@ -1537,9 +1537,10 @@ int qrpc__cfe_op_call(void *fep, const qrpc__call *call)
  * and woken it: no thread through the scheduler while it spins (spin_ns),
  * one after, as with a bare socket, where it used to take two.  It owns
  * c as a loop thread would, with reading taken out of c's registration
- * meanwhile, so that no loop thread is woken for what it reads; writes waiting for room still go to the loop
- * (conn_want_write).  Only a client connection over a socket, which
- * brings replies and never requests.  Returns whether it read (and so
+ * meanwhile, so that no loop thread is woken for what it reads; writes
+ * waiting for room still go to the loop (conn_want_write).  Only a
+ * client connection over a socket, which brings replies and never
+ * requests.  Returns whether it read (and so
  * spun) at all.
  */
 static bool conn_help(qrpc__conn *c, const atomic_bool *done, uint64_t spin_ns,

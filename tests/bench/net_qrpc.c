@@ -12,9 +12,9 @@
  * server's address: every workload's calls, from any thread, share its one
  * FrontEnd: its connection, and its bulk lane (a second connection) for
  * sink calls of bulk_lane bytes or more, which BENCH_QRPC_BULK_LANE sets
- * on the client (-1: none, everything on the one connection).  Both nodes raise max_message to
- * NET_MAX_MESSAGE: the default (64 MiB) refuses a 64 MiB `bytes` argument,
- * whose encoding is 4 bytes longer.  Everything else is the default,
+ * on the client (-1: none, everything on the one connection).  Both
+ * nodes raise max_message to NET_MAX_MESSAGE: the default (64 MiB)
+ * refuses a 64 MiB `bytes` argument, whose encoding is 4 bytes longer.  Everything else is the default,
  * unless BENCH_QRPC_RCVBUF sets both nodes' tcp_rcvbuf (qrpc(3)), to
  * measure what bounding the kernel's receive buffer does to the mixed
  * workload, or BENCH_QRPC_SPIN_US the client's spin_us: the default

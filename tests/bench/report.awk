@@ -350,7 +350,7 @@ function net_report(    i, k, q, d, verdict, head, rule, lane) {
         else if (lane < 0)
             printf "and on the same connection (bulk_lane -1, BENCH_QRPC_BULK_LANE); "
         else
-            printf "the stream on its bulk lane, a second connection (bulk_lane %d, BENCH_QRPC_BULK_LANE); ", lane == 0 ? 262144 : lane
+            printf "the stream on its bulk lane, a second connection (bulk_lane %s, BENCH_QRPC_BULK_LANE); ", lane == 0 ? "default" : lane
         printf "bare on a second connection.  %d idle calls per run.  ", net_fact("mixed_calls")
         if (net_fact("qrpc_rcvbuf") > 0)
             printf "qrpc's nodes had tcp_rcvbuf %d (BENCH_QRPC_RCVBUF).  ", net_fact("qrpc_rcvbuf")

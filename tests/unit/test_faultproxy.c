@@ -885,7 +885,6 @@ START_TEST(test_signals_lifeline)
 }
 END_TEST
 
-/* Bad command lines are refused with a message that says what was wrong (status 2). */
 /*
  * --stall-big: the first frame of a split request stops its direction.
  * What came before it arrives; replies still pass; the client's sends
@@ -938,6 +937,7 @@ START_TEST(test_stall_big)
 }
 END_TEST
 
+/* Bad command lines are refused with a message that says what was wrong (status 2). */
 START_TEST(test_usage)
 {
     static const struct {
