@@ -196,19 +196,38 @@ static inline void tt_log_fn(void *arg, const char *line)
     pthread_mutex_unlock(&l->lock);
 }
 
-/* Waits for a line containing needle; false after ms. */
-static inline bool tt_log_wait(tt_log *l, const char *needle, unsigned ms)
+/* How many times needle occurs in what was logged (lock held). */
+static inline int tt_log_count_locked(const tt_log *l, const char *needle)
+{
+    const char *at = l->text;
+    int n = 0;
+
+    while (at != NULL && (at = strstr(at, needle)) != NULL) {
+        n++;
+        at += strlen(needle);
+    }
+    return n;
+}
+
+/* Waits until n lines contain needle; false after ms. */
+static inline bool tt_log_wait_n(tt_log *l, const char *needle, int n, unsigned ms)
 {
     struct timespec dl = tt_deadline(ms);
     bool ok;
 
     pthread_mutex_lock(&l->lock);
-    while (l->text == NULL || strstr(l->text, needle) == NULL)
+    while (tt_log_count_locked(l, needle) < n)
         if (pthread_cond_timedwait(&l->cond, &l->lock, &dl) == ETIMEDOUT)
             break;
-    ok = l->text != NULL && strstr(l->text, needle) != NULL;
+    ok = tt_log_count_locked(l, needle) >= n;
     pthread_mutex_unlock(&l->lock);
     return ok;
+}
+
+/* Waits for a line containing needle; false after ms. */
+static inline bool tt_log_wait(tt_log *l, const char *needle, unsigned ms)
+{
+    return tt_log_wait_n(l, needle, 1, ms);
 }
 
 /* A copy of everything logged so far (for failure messages). */

@@ -1965,7 +1965,10 @@ static void lane_digest_cb(int status, kitchen_Kitchen_digest_reply *reply, void
 /*
  * The bulk lane (config bulk_lane): a call whose arguments are that large
  * goes on a second connection to its node.  Out of range is
- * QRPC_EINVAL.  Direct, a 1 MiB call over the lane gets its digest.
+ * QRPC_EINVAL.  Direct, a 1 MiB call over the lane gets its digest; when
+ * the server goes, both connections close, a 1 MiB call fails
+ * QRPC_EUNAVAILABLE (the lane cannot be dialled), and once the server is
+ * back on its port the lane is dialled again.
  * Through a proxy that stalls the connection a split request starts on
  * (faultproxy --stall-big), a 1 MiB call sticks: with the lane, 50 small
  * calls complete meanwhile over the other connection; with bulk_lane -1
@@ -1988,6 +1991,8 @@ START_TEST(tcp_bulk_lane)
     tcli c;
     char addr[64];
     const char *stats;
+    tsrv_opts o = { 0 };
+    char needle[256];
     int32_t r = 0;
     int round, i, rc;
 
@@ -2007,6 +2012,22 @@ START_TEST(tcp_bulk_lane)
     ck_assert_msg(rc == 0, "1 MiB over the lane: %s", qrpc_err_name(rc));
     ck_assert(memcmp(got, want, sizeof got) == 0);
     check_serving(c.k, "beside the lane");
+    o.port = s.port;
+    snprintf(needle, sizeof needle, "closing connection to %s", s.addr);
+    tsrv_stop_clean(&s);
+    tsrv_close(&s);
+    ck_assert_msg(tt_log_wait_n(&c.log, needle, 2, 5000), "client log lacks '%s' twice",
+                  needle);
+    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
+                                kitchen_Color_GREEN, 2, &got);
+    ck_assert_msg(rc == QRPC_EUNAVAILABLE, "1 MiB, nobody listening: %s", qrpc_err_name(rc));
+    tsrv_start(&s, &o);
+    memset(got, 0, sizeof got);
+    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
+                                kitchen_Color_GREEN, 2, &got);
+    ck_assert_msg(rc == 0, "1 MiB over the lane dialled again: %s", qrpc_err_name(rc));
+    ck_assert(memcmp(got, want, sizeof got) == 0);
+    check_serving(c.k, "beside the lane dialled again");
     tcli_close(&c);
 
     tt_count_init(&done);
