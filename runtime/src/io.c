@@ -85,6 +85,13 @@ struct qrpc__io {
     int rlistenfd;              /* the RDMA listener's (rdma.c's), or -1 */
     atomic_bool stop;
     atomic_bool ticking;        /* a thread is running the tick */
+    /*
+     * A wake-up is written and no thread has read it yet: another is
+     * not written (io_kick).  While one thread keeps the CPU and its peers
+     * wait in epoll, every queued request and reply would otherwise cost
+     * a write(2), for one wake-up's worth of use.
+     */
+    atomic_bool kicked;
 
     /* the earliest moment the timer is set for; UINT64_MAX: none */
     pthread_mutex_t timer_lock;
@@ -311,10 +318,30 @@ static void io_tick(qrpc_node *n)
 
 /* ---- deferred writes ----------------------------------------------------------- */
 
+/* Makes the wake-up descriptor readable, whatever `kicked` says. */
+static void io_wake_fd(qrpc_node *n)
+{
+    uint64_t one = 1;
+
+    if (write(n->io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+        qrpc__log(n, "cannot wake the loop: %s", strerror(errno));
+}
+
+/*
+ * Wakes a loop thread to look at the job queue and the flush list, unless
+ * a wake-up is already on its way: the thread that reads it clears
+ * `kicked` before it looks (io_main), so whatever was queued before a
+ * kick that found the flag set is seen.
+ */
+static void io_kick(qrpc_node *n)
+{
+    if (!atomic_exchange(&n->io->kicked, true))
+        io_wake_fd(n);
+}
+
 void qrpc__io_flush_later(qrpc_node *n, qrpc__conn *c)
 {
     qrpc__io *io = n->io;
-    uint64_t one = 1;
     bool first;
 
     pthread_mutex_lock(&io->lock);
@@ -340,8 +367,8 @@ void qrpc__io_flush_later(qrpc_node *n, qrpc__conn *c)
      * Woken at once, even from a loop thread: the one queueing may run a
      * handler that blocks before it comes back to the list.
      */
-    if (first && write(io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
-        qrpc__log(n, "cannot wake the loop: %s", strerror(errno));
+    if (first)
+        io_kick(n);
 }
 
 /* Writes what the senders left to the loop. */
@@ -367,14 +394,6 @@ static void io_flush(qrpc__io *io)
 }
 
 /* ---- the pool's queue ------------------------------------------------------------ */
-
-static void io_kick(qrpc_node *n)
-{
-    uint64_t one = 1;
-
-    if (write(n->io->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
-        qrpc__log(n, "cannot wake the loop: %s", strerror(errno));
-}
 
 /* Queues jobs (a list, taken) for the pool. */
 static void io_queue(qrpc__io *io, qrpc__job *jobs)
@@ -598,9 +617,12 @@ static void *io_main(void *arg)
 
             if (key == IO_KEY_WAKE) {
                 /* left unread when stopping, so that every thread sees it */
-                if (!atomic_load(&io->stop) && read(io->wakefd, &v, sizeof v) < 0 &&
-                    errno != EAGAIN)
+                if (atomic_load(&io->stop))
+                    continue;
+                if (read(io->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
                     qrpc__log(n, "eventfd: %s", strerror(errno));
+                /* after the read: a kick from now on writes again */
+                atomic_store(&io->kicked, false);
             } else if (key == IO_KEY_TIMER) {
                 io_tick(n);
             } else if (key == IO_KEY_LISTEN || key == IO_KEY_RLISTEN) {
@@ -646,7 +668,7 @@ static void io_join(qrpc_node *n)
     unsigned i;
 
     atomic_store(&io->stop, true);
-    io_kick(n);
+    io_wake_fd(n);      /* even if kicked: a thread may have read that one */
     pthread_mutex_lock(&io->standby_lock);
     pthread_cond_broadcast(&io->standby_cond);
     pthread_mutex_unlock(&io->standby_lock);
@@ -688,6 +710,7 @@ int qrpc__io_start(qrpc_node *n)
     io->base = n->cfg.workers;
     atomic_init(&io->stop, false);
     atomic_init(&io->ticking, false);
+    atomic_init(&io->kicked, false);
     atomic_init(&io->next_ns, UINT64_MAX);
     atomic_init(&io->flush_waiting, 0);
     atomic_init(&io->jqueued, 0);
