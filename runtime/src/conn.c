@@ -106,6 +106,7 @@ struct qrpc__conn {
     atomic_uint peer_max_message;
     atomic_uint peer_max_inflight;
     atomic_uint_least64_t peer_incarnation;     /* 0 until the HELLO */
+    atomic_bool peer_hello;     /* the HELLO has come: the limits above are the peer's */
 
     /*
      * Since when a write has found no room, with no byte taken since
@@ -122,6 +123,9 @@ struct qrpc__conn {
 
     /* the writer's: messages being sent (round robin) and the batch */
     qrpc__omsg *ring;           /* circular, singly linked through next */
+    /* the last conn_fill kept a message of several frames back for the
+     * peer's HELLO, or found one over the peer's max_message */
+    bool held, refusals;
     /* messages of several frames started and not ended, and their bodies'
      * bytes: bounded by the peer's max_inflight and max_message */
     uint32_t mf_count;
@@ -529,8 +533,12 @@ static bool conn_take_role(qrpc__conn *c)
  */
 static bool conn_let_go(qrpc__conn *c)
 {
+    bool held = c->held;        /* read while the role is still ours */
+
     atomic_store(&c->writing, CONN_IDLE);
-    return atomic_load(&c->queue) != NULL && conn_take_role(c);
+    /* a HELLO that came meanwhile found the role taken (conn_on_hello) */
+    return (atomic_load(&c->queue) != NULL || (held && atomic_load(&c->peer_hello))) &&
+           conn_take_role(c);
 }
 
 static void conn_push(qrpc__conn *c, qrpc__omsg *m)
@@ -619,15 +627,21 @@ static void conn_ring_remove(qrpc__conn *c, qrpc__omsg *m)
  * turn.  Streams of requests whose first frame goes out in this batch are
  * collected in sent[] so that they can be marked before the write.
  *
- * A message of several frames starts only when it fits the peer's bounds
+ * A message of several frames starts only when the peer's HELLO has come:
+ * before it, frames are cut to the smallest size any peer accepts (1 KiB),
+ * and a 64 MiB argument sent on a fresh connection would go as 65 536
+ * frames instead of 1 024.  It then starts when it fits the peer's bounds
  * on messages being assembled (qrpc-protocol(7), "Splitting and
  * interleaving"); until then it waits its turn while the others, and every
- * single-frame message, go on.  A message on its own always fits (no
- * message exceeds the peer's max_message: qrpc__conn_request and
- * qrpc__conn_reply see to it), so the started ones always make room.
+ * single-frame message, go on.  A message on its own always fits, except
+ * one over the peer's max_message, which callers checked against our own
+ * limit while the peer's was unknown: that one is marked refused (never
+ * sent; conn_refuse fails its call QRPC_ETOOBIG), so the started ones
+ * always make room.
  */
 static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
 {
+    bool hello = atomic_load(&c->peer_hello);   /* before the limits it publishes */
     uint32_t max_frame = atomic_load_explicit(&c->peer_max_frame, memory_order_relaxed);
     uint32_t max_inflight = atomic_load_explicit(&c->peer_max_inflight, memory_order_relaxed);
     uint64_t max_message = atomic_load_explicit(&c->peer_max_message, memory_order_relaxed);
@@ -635,6 +649,7 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
     bool any = true;
 
     c->iov_n = c->iov_pos = c->f_n = c->f_pos = 0;
+    c->held = false;
     *n_sent = 0;
     /* passes over the ring, oldest first, one frame per message a pass */
     while (c->ring != NULL && any) {
@@ -649,7 +664,7 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
             if (c->f_n == CONN_IOV_MAX / 2 || c->iov_n > CONN_IOV_MAX - CONN_FRAME_IOV ||
                 bytes >= CONN_BATCH_BYTES)
                 return c->iov_n;
-            if (!conn_has_frames(m)) {
+            if (!conn_has_frames(m) || m->refused) {
                 m = m->next;
                 continue;
             }
@@ -658,6 +673,16 @@ static int conn_fill(qrpc__conn *c, uint32_t *sent, int *n_sent)
                 uint32_t room = max_frame - (m->head_len - QRPC__FRAME_HDR);
 
                 chunk = m->body_len < room ? m->body_len : room;
+                if (chunk < m->body_len && !hello) {
+                    c->held = true;
+                    m = m->next;
+                    continue;
+                }
+                if (hello && m->body_len > max_message) {
+                    m->refused = c->refusals = true;
+                    m = m->next;
+                    continue;
+                }
                 if (chunk < m->body_len) {
                     if (c->mf_count >= max_inflight ||
                         c->mf_bytes + m->body_len > max_message) {
@@ -749,6 +774,42 @@ static void conn_consume(qrpc__conn *c, size_t n)
 }
 
 /*
+ * Drops the messages conn_fill refused (the writer's); a request's call
+ * fails QRPC_ETOOBIG, as it would have had the peer's limit been known
+ * when it was made: nothing of it was sent.
+ */
+static void conn_refuse(qrpc__conn *c)
+{
+    qrpc__omsg *m;
+    bool again = true;
+
+    c->refusals = false;
+    while (again && c->ring != NULL) {
+        again = false;
+        m = c->ring;
+        do {
+            m = m->next;
+            if (m->refused) {
+                uint32_t stream = m->stream;
+                bool request = m->type == QRPC__F_REQUEST;
+                qrpc__pcall *pc = NULL;
+
+                conn_ring_remove(c, m);
+                if (request) {
+                    pthread_mutex_lock(&c->lock);
+                    pc = conn_pending_take(c, stream);
+                    pthread_mutex_unlock(&c->lock);
+                }
+                if (pc != NULL)
+                    conn_complete(c, pc, QRPC_ETOOBIG, NULL, 0, CONN_REPLIED);
+                again = true;   /* the ring changed under us: start over */
+                break;
+            }
+        } while (m != c->ring);
+    }
+}
+
+/*
  * Writes while there is something to write and the socket takes it.  The
  * caller holds the writer role; this either releases it (nothing left) or
  * hands it to the loop (the socket is full).
@@ -776,9 +837,14 @@ static void conn_drain(qrpc__conn *c)
             continue;
         }
         if (c->iov_pos == c->iov_n) {
+            int n_iov;
+
             conn_take_queue(c);
-            if (conn_fill(c, sent, &n_sent) == 0) {
-                if (!conn_let_go(c))    /* nothing left */
+            n_iov = conn_fill(c, sent, &n_sent);
+            if (c->refusals)
+                conn_refuse(c);
+            if (n_iov == 0) {
+                if (!conn_let_go(c))    /* nothing left, or held for the HELLO */
                     return;
                 continue;
             }
@@ -1043,6 +1109,11 @@ static int conn_on_hello(void *owner, const qrpc__hello *h)
     atomic_store(&c->peer_max_inflight, h->max_inflight);     /* not 0: frame.c */
     atomic_store(&c->peer_incarnation, h->incarnation);
     c->hello_seen = true;
+    /* after the limits: a writer that sees it sees them */
+    atomic_store(&c->peer_hello, true);
+    /* messages held back for it (conn_fill) go now, or the writer sends them */
+    if (conn_take_role(c))
+        conn_drain(c);
     return 0;
 }
 
@@ -1325,12 +1396,14 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
         pc = c->heap[0];
         if (pc->wait_ns != 0 && pc->call_deadline_ns > now &&
-            (atomic_load(&c->writing) != CONN_IDLE || atomic_load(&c->queue) != NULL)) {
+            (atomic_load(&c->writing) != CONN_IDLE || atomic_load(&c->queue) != NULL ||
+             !atomic_load(&c->peer_hello))) {
             /*
              * An attempt's wait ran out while the connection is still
-             * busy writing (a large message, a slow peer): a copy sent
-             * now would only queue behind, so the attempt waits another
-             * round instead.
+             * busy writing (a large message, a slow peer) or waiting for
+             * the peer's HELLO (which large messages wait for): a copy
+             * sent now would only queue behind, so the attempt waits
+             * another round instead.
              */
             pc->deadline_ns = conn_attempt_deadline(now, pc->wait_ns, pc->call_deadline_ns);
             conn_heap_down(c, 0);
@@ -1390,6 +1463,7 @@ int qrpc__conn_new_pipe(qrpc_node *n, int fd, const qrpc__pipe_ops *pops, void *
     atomic_init(&c->peer_max_message, n->cfg.max_message);
     atomic_init(&c->peer_max_inflight, 1);
     atomic_init(&c->peer_incarnation, 0);
+    atomic_init(&c->peer_hello, false);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
         return QRPC_ENOMEM;

@@ -83,6 +83,7 @@ typedef struct qrpc__omsg {
     uint32_t body_off;          /* bytes of body put in frames so far */
     uint32_t frames_out;        /* frames built but not yet fully written */
     bool first_built;
+    bool refused;               /* over the peer's max_message: never sent (conn_fill) */
 } qrpc__omsg;
 
 /* ---- connections ----------------------------------------------------------- */

@@ -2489,6 +2489,15 @@ static void proxied_start(tsrv *s, tcli *direct, fproxy *p, const char *const *f
     tcli_open_retry(c, addr, retry_ms, 30000);
 }
 
+/* Closes what proxied_start() opened but the proxy (fp_stop() reads its stats). */
+static void proxied_stop(tsrv *s, tcli *direct, tcli *c)
+{
+    tcli_close(c);
+    tcli_close(direct);
+    tsrv_stop_clean(s);
+    tsrv_close(s);
+}
+
 /*
  * Lost requests and lost replies: every call still succeeds, by sending
  * its request again, and every one ran exactly once (the server's reply
@@ -2575,6 +2584,89 @@ START_TEST(tcp_retransmit_cuts)
     tcli_close(&direct);
     tsrv_stop_clean(&s);
     tsrv_close(&s);
+}
+END_TEST
+
+/*
+ * Requests of several frames through connections cut after random
+ * frames, some in the middle of one: every call succeeds, with the right
+ * digest, within its deadline.  After each cut the client dials again and
+ * resends at once, before the new connection's HELLO; were the request
+ * cut into 1 KiB frames then (the size every peer accepts), a 200 KiB one
+ * would be 200 frames, each a chance for the proxy to cut, and calls would
+ * go on failing until their deadline.  They wait for the HELLO instead and
+ * go as 4 frames of 64 KiB.
+ */
+START_TEST(tcp_retransmit_cuts_large)
+{
+    enum { N = 100, SZ = 200 << 10 };
+    static const char *const faults[] = { "--seed", "37", "--cut", "15", "--cut-mid", NULL };
+    tsrv s;
+    tcli direct, c;
+    fproxy p;
+    const char *stats;
+    uint8_t *big = malloc(SZ);
+    qrpc_bytes data = { big, SZ };
+    kitchen_Hash seed, want, got;
+    common_Money m = { common_Currency_USD, 1 };
+    int i, rc;
+
+    ck_assert_ptr_nonnull(big);
+    for (i = 0; i < SZ; i++)
+        big[i] = (uint8_t)(i * 7 + (i >> 12));
+    memset(seed, 3, sizeof seed);
+    kd_digest(&data, (const kitchen_Hash *)&seed, &m, kitchen_Color_GREEN, 2, &want);
+    proxied_start(&s, &direct, &p, faults, &c, 50);
+    for (i = 0; i < N; i++) {
+        memset(got, 0, sizeof got);
+        rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
+                                    kitchen_Color_GREEN, 2, &got);
+        ck_assert_msg(rc == 0, "digest %d: %s", i, qrpc_err_name(rc));
+        ck_assert_msg(memcmp(got, want, sizeof got) == 0, "digest %d: wrong digest", i);
+    }
+    stats = fp_stop(&p, 0);
+    ck_assert_int_gt(stat_of(stats, "cuts"), 5);
+    ck_assert_uint_gt(client_retransmissions(&c), 0);
+    fprintf(stderr, "tcp_retransmit_cuts_large: %d calls of %d KiB, %" PRIu64
+            " retransmissions: %s\n", N, SZ >> 10, client_retransmissions(&c), stats);
+    proxied_stop(&s, &direct, &c);
+    free(big);
+}
+END_TEST
+
+/*
+ * The first call on a fresh connection, 200 KiB, is sent before the
+ * server's HELLO can have come: it waits for it, and goes in frames of
+ * the server's size (64 KiB), not in 1 KiB ones.  The proxy counts every
+ * frame both ways: the two HELLOs, the request's 4 frames and the reply.
+ */
+START_TEST(tcp_large_waits_hello)
+{
+    enum { SZ = 200 << 10 };
+    static const char *const faults[] = { NULL };
+    tsrv s;
+    tcli direct, c;
+    fproxy p;
+    const char *stats;
+    uint8_t *big = calloc(SZ, 1);
+    qrpc_bytes data = { big, SZ };
+    kitchen_Hash seed, want, got;
+    common_Money m = { common_Currency_USD, 1 };
+    int rc;
+
+    ck_assert_ptr_nonnull(big);
+    memset(seed, 5, sizeof seed);
+    kd_digest(&data, (const kitchen_Hash *)&seed, &m, kitchen_Color_GREEN, 2, &want);
+    proxied_start(&s, &direct, &p, faults, &c, 1000);
+    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
+                                kitchen_Color_GREEN, 2, &got);
+    ck_assert_msg(rc == 0, "200 KiB as the first call: %s", qrpc_err_name(rc));
+    ck_assert(memcmp(got, want, sizeof got) == 0);
+    stats = fp_stop(&p, 0);
+    ck_assert_int_eq(stat_of(stats, "connections"), 1);
+    ck_assert_int_eq(stat_of(stats, "frames"), 2 + 4 + 1);
+    proxied_stop(&s, &direct, &c);
+    free(big);
 }
 END_TEST
 
@@ -3635,12 +3727,17 @@ START_TEST(tcp_too_big_local)
 }
 END_TEST
 
-/* Over the server's max_message (learnt from its HELLO): refused before sending. */
+/*
+ * Over the server's max_message (learnt from its HELLO): refused before
+ * sending.  As the first call on a connection too, when the client's
+ * check (against its own limit) let it through: a request of several
+ * frames waits for the HELLO, and is then refused unsent.
+ */
 START_TEST(tcp_too_big_peer)
 {
     tsrv_opts o = { .max_message = 4096 };
     tsrv s;
-    tcli c;
+    tcli c, first;
     char *log;
 
     tsrv_start(&s, &o);
@@ -3656,6 +3753,13 @@ START_TEST(tcp_too_big_peer)
     ck_assert_msg(strstr(log, "closing connection") == NULL, "server log:\n%s", log);
     free(log);
     tcli_close(&c);
+    tcli_open(&first, s.addr);
+    ck_assert_int_eq(call_digest(first.k, 8000, false), QRPC_ETOOBIG);
+    check_serving(first.k, "after a first call over the limit");
+    log = tsrv_log(&s);
+    ck_assert_msg(strstr(log, "over max_message") == NULL, "server log:\n%s", log);
+    free(log);
+    tcli_close(&first);
     tsrv_stop_clean(&s);
     tsrv_close(&s);
 }
@@ -3925,6 +4029,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, tcp_at_most_once_dups);
     tcase_add_test(tc, tcp_retransmit_lost);
     tcase_add_test(tc, tcp_retransmit_cuts);
+    tcase_add_test(tc, tcp_retransmit_cuts_large);
+    tcase_add_test(tc, tcp_large_waits_hello);
     tcase_add_test(tc, tcp_retransmit_busy);
     tcase_add_test(tc, tcp_retransmit_restart);
     tcase_add_test(tc, tcp_reply_log);
