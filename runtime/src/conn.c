@@ -1396,14 +1396,14 @@ uint64_t qrpc__conn_tick(qrpc__conn *c, uint64_t now)
     while (c->heap_n > 0 && c->heap[0]->deadline_ns <= now) {
         pc = c->heap[0];
         if (pc->wait_ns != 0 && pc->call_deadline_ns > now &&
-            (atomic_load(&c->writing) != CONN_IDLE || atomic_load(&c->queue) != NULL ||
-             !atomic_load(&c->peer_hello))) {
+            (atomic_load(&c->writing) != CONN_IDLE || atomic_load(&c->queue) != NULL)) {
             /*
              * An attempt's wait ran out while the connection is still
-             * busy writing (a large message, a slow peer) or waiting for
-             * the peer's HELLO (which large messages wait for): a copy
-             * sent now would only queue behind, so the attempt waits
-             * another round instead.
+             * busy writing (a large message, a slow peer): a copy sent
+             * now would only queue behind, so the attempt waits another
+             * round instead.  Not so while a message waits for the
+             * peer's HELLO: a peer that never sends one is a hung node,
+             * and a bound call must be able to leave it (bind.c).
              */
             pc->deadline_ns = conn_attempt_deadline(now, pc->wait_ns, pc->call_deadline_ns);
             conn_heap_down(c, 0);
