@@ -773,39 +773,43 @@ static void conn_consume(qrpc__conn *c, size_t n)
     }
 }
 
+/* The first message of the ring that conn_fill refused, or NULL. */
+static qrpc__omsg *conn_refused(const qrpc__conn *c)
+{
+    qrpc__omsg *m = c->ring;
+
+    if (m == NULL)
+        return NULL;
+    do {
+        m = m->next;
+        if (m->refused)
+            return m;
+    } while (m != c->ring);
+    return NULL;
+}
+
 /*
- * Drops the messages conn_fill refused (the writer's); a request's call
- * fails QRPC_ETOOBIG, as it would have had the peer's limit been known
- * when it was made: nothing of it was sent.
+ * Drops the messages conn_fill refused (the writer's).  Only requests are
+ * refused (a server has its client's HELLO before any request, so its
+ * replies never wait for one): each call fails QRPC_ETOOBIG, as it would
+ * have had the peer's limit been known when it was made, nothing of it
+ * having been sent.  Rare, so each is looked for from the ring's start.
  */
 static void conn_refuse(qrpc__conn *c)
 {
     qrpc__omsg *m;
-    bool again = true;
 
     c->refusals = false;
-    while (again && c->ring != NULL) {
-        again = false;
-        m = c->ring;
-        do {
-            m = m->next;
-            if (m->refused) {
-                uint32_t stream = m->stream;
-                bool request = m->type == QRPC__F_REQUEST;
-                qrpc__pcall *pc = NULL;
+    while ((m = conn_refused(c)) != NULL) {
+        uint32_t stream = m->stream;
+        qrpc__pcall *pc;
 
-                conn_ring_remove(c, m);
-                if (request) {
-                    pthread_mutex_lock(&c->lock);
-                    pc = conn_pending_take(c, stream);
-                    pthread_mutex_unlock(&c->lock);
-                }
-                if (pc != NULL)
-                    conn_complete(c, pc, QRPC_ETOOBIG, NULL, 0, CONN_REPLIED);
-                again = true;   /* the ring changed under us: start over */
-                break;
-            }
-        } while (m != c->ring);
+        conn_ring_remove(c, m);
+        pthread_mutex_lock(&c->lock);
+        pc = conn_pending_take(c, stream);
+        pthread_mutex_unlock(&c->lock);
+        if (pc != NULL)         /* NULL: it timed out meanwhile */
+            conn_complete(c, pc, QRPC_ETOOBIG, NULL, 0, CONN_REPLIED);
     }
 }
 

@@ -1058,9 +1058,9 @@ int main(int argc, char **argv)
     net_fact(out, "seconds", cfg_seconds);
     net_fact(out, "client_cpu", cfg_client_cpu);
     net_fact(out, "server_cpu", cfg_server_cpu);
-    net_fact(out, "qrpc_rcvbuf", bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30));
-    net_fact(out, "qrpc_spin_us", bench_env_int("BENCH_QRPC_SPIN_US", 0, -1, 100000));
-    net_fact(out, "qrpc_bulk_lane", bench_env_int("BENCH_QRPC_BULK_LANE", 0, -1, 1 << 30));
+    net_fact(out, "qrpc_rcvbuf", net_qrpc_rcvbuf());
+    net_fact(out, "qrpc_spin_us", net_qrpc_spin_us());
+    net_fact(out, "qrpc_bulk_lane", net_qrpc_bulk_lane());
 
     net_local_qrpc_teardown();
     for (s = 0; s < NET_NSYS; s++)

@@ -112,6 +112,15 @@ uint64_t net_local_qrpc(uint64_t n);
 void net_local_qrpc_teardown(void);
 uint64_t net_local_direct(uint64_t n);
 
+/*
+ * The qrpc nodes' settings, from BENCH_QRPC_RCVBUF (both nodes'
+ * tcp_rcvbuf), BENCH_QRPC_SPIN_US (the client's spin_us) and
+ * BENCH_QRPC_BULK_LANE (its bulk_lane); 0 when unset: the defaults.
+ */
+uint32_t net_qrpc_rcvbuf(void);
+int32_t net_qrpc_spin_us(void);
+int32_t net_qrpc_bulk_lane(void);
+
 /* Reports a failure and exits (the driver's atexit handler stops the
  * servers): a benchmark of a broken system is void. */
 NET_NORETURN void net_fail(const char *system, const char *what, const char *detail);

@@ -14,10 +14,11 @@
  * sink calls of bulk_lane bytes or more, which BENCH_QRPC_BULK_LANE sets
  * on the client (-1: none, everything on the one connection).  Both
  * nodes raise max_message to NET_MAX_MESSAGE: the default (64 MiB)
- * refuses a 64 MiB `bytes` argument, whose encoding is 4 bytes longer.  Everything else is the default,
- * unless BENCH_QRPC_RCVBUF sets both nodes' tcp_rcvbuf (qrpc(3)), to
- * measure what bounding the kernel's receive buffer does to the mixed
- * workload, or BENCH_QRPC_SPIN_US the client's spin_us: the default
+ * refuses a 64 MiB `bytes` argument, whose encoding is 4 bytes longer.
+ * Everything else is the default, unless BENCH_QRPC_RCVBUF sets both
+ * nodes' tcp_rcvbuf (qrpc(3)), to measure what bounding the kernel's
+ * receive buffer does to the mixed workload, or BENCH_QRPC_SPIN_US the
+ * client's spin_us: the default
  * (50 us) has a synchronous caller poll its connection before it sleeps,
  * which the bare ping-pong, blocking in recv(), does not; -1 measures
  * qrpc sleeping as bare does.
@@ -44,16 +45,20 @@
 #include "bench_util.h"
 #include "netbench.h"
 
-/* Both nodes' tcp_rcvbuf: BENCH_QRPC_RCVBUF, or 0 (the kernel's own). */
-static uint32_t qrpc_rcvbuf(void)
+/* The qrpc nodes' settings from the environment (bench_net.h). */
+uint32_t net_qrpc_rcvbuf(void)
 {
     return (uint32_t)bench_env_int("BENCH_QRPC_RCVBUF", 0, 0, 1 << 30);
 }
 
-/* The client's spin_us: BENCH_QRPC_SPIN_US, or 0 (the default). */
-static int32_t qrpc_spin_us(void)
+int32_t net_qrpc_spin_us(void)
 {
     return (int32_t)bench_env_int("BENCH_QRPC_SPIN_US", 0, -1, 100000);
+}
+
+int32_t net_qrpc_bulk_lane(void)
+{
+    return (int32_t)bench_env_int("BENCH_QRPC_BULK_LANE", 0, -1, 1 << 30);
 }
 
 static void bench_quiet_log(void *arg, const char *line)
@@ -68,12 +73,6 @@ static void qrpc_fail(const char *what, int rc)
 
     snprintf(detail, sizeof detail, "%s (%s)", qrpc_strerror(rc), qrpc_err_name(rc));
     net_fail("qrpc", what, detail);
-}
-
-/* The client's bulk_lane: BENCH_QRPC_BULK_LANE, or 0 (the default). */
-static int32_t qrpc_bulk_lane(void)
-{
-    return (int32_t)bench_env_int("BENCH_QRPC_BULK_LANE", 0, -1, 1 << 30);
 }
 
 /* ---- the server ---------------------------------------------------------------- */
@@ -111,7 +110,7 @@ static int qrpc_serve_main(void)
     qrpc_node_config_init(&cfg);
     cfg.listen = "127.0.0.1:0";
     cfg.max_message = NET_MAX_MESSAGE;
-    cfg.tcp_rcvbuf = qrpc_rcvbuf();
+    cfg.tcp_rcvbuf = net_qrpc_rcvbuf();
     cfg.rdma = qrpc_rdma;
     rc = qrpc_node_create(&cfg, &node);
     if (rc != 0)
@@ -146,9 +145,9 @@ static void qrpc_open(const char *addr)
     qrpc_node_config_init(&cfg);
     cfg.max_message = NET_MAX_MESSAGE;
     cfg.rdma = qrpc_rdma;
-    cfg.tcp_rcvbuf = qrpc_rcvbuf();
-    cfg.spin_us = qrpc_spin_us();
-    cfg.bulk_lane = qrpc_bulk_lane();
+    cfg.tcp_rcvbuf = net_qrpc_rcvbuf();
+    cfg.spin_us = net_qrpc_spin_us();
+    cfg.bulk_lane = net_qrpc_bulk_lane();
     rc = qrpc_node_create(&cfg, &cli_node);
     if (rc != 0)
         qrpc_fail("client node", rc);

@@ -76,6 +76,42 @@ static void kd_digest(const qrpc_bytes *data, const kitchen_Hash *seed, const co
     }
 }
 
+/* A digest() call of many patterned bytes, and the digest it must get back. */
+typedef struct big_call {
+    qrpc_bytes data;
+    kitchen_Hash seed, want;
+    common_Money m;
+} big_call;
+
+static void big_call_init(big_call *b, uint8_t *p, size_t n, uint8_t seed)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + (i >> 12));
+    b->data.data = p;
+    b->data.len = n;
+    memset(b->seed, seed, sizeof b->seed);
+    b->m.cur = common_Currency_USD;
+    b->m.amount = 1;
+    kd_digest(&b->data, (const kitchen_Hash *)&b->seed, &b->m, kitchen_Color_GREEN, 2,
+              &b->want);
+}
+
+/* digest() of b, synchronously on k: its status, after checking the digest of a success. */
+static int big_call_sync(qrpc_client *k, const big_call *b, const char *what)
+{
+    kitchen_Hash got;
+    int rc;
+
+    memset(got, 0, sizeof got);
+    rc = kitchen_Kitchen_digest(k, &b->data, (const kitchen_Hash *)&b->seed, &b->m,
+                                kitchen_Color_GREEN, 2, &got);
+    if (rc == 0)
+        ck_assert_msg(memcmp(got, b->want, sizeof got) == 0, "%s: wrong digest", what);
+    return rc;
+}
+
 /* A fast 64-bit hash of a large buffer (the 64 MiB test). */
 static uint64_t big_hash(const uint8_t *p, size_t n)
 {
@@ -1979,9 +2015,7 @@ START_TEST(tcp_bulk_lane)
 {
     static const char *const stall[] = { "--stall-big", NULL };
     static uint8_t big[MiB];
-    qrpc_bytes data = { big, sizeof big };
-    common_Money m = { common_Currency_USD, 1 };
-    kitchen_Hash seed, got, want;
+    big_call b;
     qrpc_node_config cfg;
     qrpc_node *bad = NULL;
     tt_count done;
@@ -2000,17 +2034,12 @@ START_TEST(tcp_bulk_lane)
     cfg.bulk_lane = -2;
     ck_assert_int_eq(qrpc_node_create(&cfg, &bad), QRPC_EINVAL);
     ck_assert_ptr_null(bad);
-    for (i = 0; i < (int)sizeof big; i++)
-        big[i] = (uint8_t)(i * 7 + (i >> 12));
-    memset(seed, 3, sizeof seed);
-    kd_digest(&data, (const kitchen_Hash *)&seed, &m, kitchen_Color_GREEN, 2, &want);
+    big_call_init(&b, big, sizeof big, 3);
 
     tsrv_start(&s, NULL);
     tcli_open(&c, s.addr);
-    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
-                                kitchen_Color_GREEN, 2, &got);
+    rc = big_call_sync(c.k, &b, "1 MiB over the lane");
     ck_assert_msg(rc == 0, "1 MiB over the lane: %s", qrpc_err_name(rc));
-    ck_assert(memcmp(got, want, sizeof got) == 0);
     check_serving(c.k, "beside the lane");
     o.port = s.port;
     snprintf(needle, sizeof needle, "closing connection to %s", s.addr);
@@ -2018,15 +2047,11 @@ START_TEST(tcp_bulk_lane)
     tsrv_close(&s);
     ck_assert_msg(tt_log_wait_n(&c.log, needle, 2, 5000), "client log lacks '%s' twice",
                   needle);
-    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
-                                kitchen_Color_GREEN, 2, &got);
+    rc = big_call_sync(c.k, &b, "1 MiB, nobody listening");
     ck_assert_msg(rc == QRPC_EUNAVAILABLE, "1 MiB, nobody listening: %s", qrpc_err_name(rc));
     tsrv_start(&s, &o);
-    memset(got, 0, sizeof got);
-    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
-                                kitchen_Color_GREEN, 2, &got);
+    rc = big_call_sync(c.k, &b, "1 MiB over the lane dialled again");
     ck_assert_msg(rc == 0, "1 MiB over the lane dialled again: %s", qrpc_err_name(rc));
-    ck_assert(memcmp(got, want, sizeof got) == 0);
     check_serving(c.k, "beside the lane dialled again");
     tcli_close(&c);
 
@@ -2045,8 +2070,9 @@ START_TEST(tcp_bulk_lane)
         res.status = -100;
         res.calls = 0;
         res.done = &done;
-        ck_assert_int_eq(kitchen_Kitchen_digest_async(c.k, &data, (const kitchen_Hash *)&seed,
-                                                      &m, kitchen_Color_GREEN, 2,
+        ck_assert_int_eq(kitchen_Kitchen_digest_async(c.k, &b.data,
+                                                      (const kitchen_Hash *)&b.seed, &b.m,
+                                                      kitchen_Color_GREEN, 2,
                                                       lane_digest_cb, &res), 0);
         if (lane) {
             for (i = 0; i < 50; i++)
@@ -2606,23 +2632,15 @@ START_TEST(tcp_retransmit_cuts_large)
     fproxy p;
     const char *stats;
     uint8_t *big = malloc(SZ);
-    qrpc_bytes data = { big, SZ };
-    kitchen_Hash seed, want, got;
-    common_Money m = { common_Currency_USD, 1 };
+    big_call b;
     int i, rc;
 
     ck_assert_ptr_nonnull(big);
-    for (i = 0; i < SZ; i++)
-        big[i] = (uint8_t)(i * 7 + (i >> 12));
-    memset(seed, 3, sizeof seed);
-    kd_digest(&data, (const kitchen_Hash *)&seed, &m, kitchen_Color_GREEN, 2, &want);
+    big_call_init(&b, big, SZ, 3);
     proxied_start(&s, &direct, &p, faults, &c, 50);
     for (i = 0; i < N; i++) {
-        memset(got, 0, sizeof got);
-        rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
-                                    kitchen_Color_GREEN, 2, &got);
+        rc = big_call_sync(c.k, &b, "a digest through cuts");
         ck_assert_msg(rc == 0, "digest %d: %s", i, qrpc_err_name(rc));
-        ck_assert_msg(memcmp(got, want, sizeof got) == 0, "digest %d: wrong digest", i);
     }
     stats = fp_stop(&p, 0);
     ck_assert_int_gt(stat_of(stats, "cuts"), 5);
@@ -2648,20 +2666,15 @@ START_TEST(tcp_large_waits_hello)
     tcli direct, c;
     fproxy p;
     const char *stats;
-    uint8_t *big = calloc(SZ, 1);
-    qrpc_bytes data = { big, SZ };
-    kitchen_Hash seed, want, got;
-    common_Money m = { common_Currency_USD, 1 };
+    uint8_t *big = malloc(SZ);
+    big_call b;
     int rc;
 
     ck_assert_ptr_nonnull(big);
-    memset(seed, 5, sizeof seed);
-    kd_digest(&data, (const kitchen_Hash *)&seed, &m, kitchen_Color_GREEN, 2, &want);
+    big_call_init(&b, big, SZ, 5);
     proxied_start(&s, &direct, &p, faults, &c, 1000);
-    rc = kitchen_Kitchen_digest(c.k, &data, (const kitchen_Hash *)&seed, &m,
-                                kitchen_Color_GREEN, 2, &got);
+    rc = big_call_sync(c.k, &b, "200 KiB as the first call");
     ck_assert_msg(rc == 0, "200 KiB as the first call: %s", qrpc_err_name(rc));
-    ck_assert(memcmp(got, want, sizeof got) == 0);
     stats = fp_stop(&p, 0);
     ck_assert_int_eq(stat_of(stats, "connections"), 1);
     ck_assert_int_eq(stat_of(stats, "frames"), 2 + 4 + 1);
